@@ -1,0 +1,399 @@
+"""
+Loading and validating ``callcenter.toml``.
+
+The file has one table per subsystem plus ``[storage]``, ``[log]`` and
+``[server]``.  Each table's accepted keys are the fields of a frozen dataclass
+declared with L{setting}; everything is checked before anything starts, every
+problem is collected, and each is reported as one line::
+
+    etc/callcenter.toml: [web] listen: expected a Twisted server endpoint \
+such as "tcp:8080:interface=127.0.0.1", found "tcp:http" (invalid port)
+
+A subsystem runs when its table is present, unless the table says
+``enabled = false``.
+"""
+
+import dataclasses
+import json
+import math
+import socket
+import tomllib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from twisted.python.failure import Failure
+
+from callcenter.errors import ConfigError
+
+REQUIRED = dataclasses.MISSING
+
+CORE_TABLES = ("storage", "log", "server")
+
+
+class Mismatch(Exception):
+    """A value does not fit its kind; the message says why (may be empty)."""
+
+
+def show(value):
+    """Render a value the way it looks in TOML, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array" if value else "an empty array"
+    return str(value)
+
+
+def _range_text(noun, minimum, maximum):
+    if minimum is not None and maximum is not None:
+        return f"{noun} from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"{noun} of at least {minimum}"
+    if maximum is not None:
+        return f"{noun} of at most {maximum}"
+    return noun
+
+
+def _check_range(value, minimum, maximum):
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise Mismatch("out of range")
+
+
+def _reason(exception):
+    text = str(exception) or type(exception).__name__
+    return " ".join(text.split())
+
+
+class Kind:
+    """What a setting may hold.  Subclasses set C{expected} and C{parse}."""
+
+    expected = "a value"
+
+    def parse(self, value):
+        return value
+
+    def probe(self, value, reactor):
+        """
+        Check that the running system can use C{value} (e.g. that a port is
+        free).  Raise L{Mismatch} with the reason if not.  Most kinds have
+        nothing to probe.
+        """
+
+
+class Text(Kind):
+    def __init__(self, nonempty=True):
+        self.nonempty = nonempty
+        self.expected = "a non-empty string" if nonempty else "a string"
+
+    def parse(self, value):
+        if not isinstance(value, str) or (self.nonempty and not value.strip()):
+            raise Mismatch()
+        return value
+
+
+class Integer(Kind):
+    def __init__(self, minimum=None, maximum=None):
+        self.minimum, self.maximum = minimum, maximum
+        self.expected = _range_text("an integer", minimum, maximum)
+
+    def parse(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Mismatch()
+        _check_range(value, self.minimum, self.maximum)
+        return value
+
+
+class Number(Kind):
+    def __init__(self, minimum=None, maximum=None):
+        self.minimum, self.maximum = minimum, maximum
+        self.expected = _range_text("a number", minimum, maximum)
+
+    def parse(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Mismatch()
+        if not math.isfinite(value):
+            raise Mismatch()
+        _check_range(value, self.minimum, self.maximum)
+        return float(value)
+
+
+class Flag(Kind):
+    expected = "true or false"
+
+    def parse(self, value):
+        if not isinstance(value, bool):
+            raise Mismatch()
+        return value
+
+
+class OneOf(Kind):
+    def __init__(self, *choices):
+        self.choices = choices
+        self.expected = "one of " + ", ".join(show(c) for c in choices)
+
+    def parse(self, value):
+        if value not in self.choices:
+            raise Mismatch()
+        return value
+
+
+class ServerEndpoint(Kind):
+    """
+    A Twisted server endpoint string (``tcp:8080:interface=127.0.0.1``,
+    ``unix:/run/callcenter.sock``, ``ssl:443:privateKey=...``).
+    """
+
+    def __init__(self, example):
+        self.expected = f"a Twisted server endpoint such as {show(example)}"
+
+    def parse(self, value):
+        if not isinstance(value, str):
+            raise Mismatch()
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import serverFromString
+
+        try:
+            serverFromString(reactor, value)
+        except Exception as e:
+            raise Mismatch(_reason(e))
+        return value
+
+    def probe(self, value, reactor):
+        from twisted.internet.endpoints import serverFromString
+        from twisted.internet.protocol import Factory
+
+        outcome = []
+        serverFromString(reactor, value).listen(Factory()).addBoth(outcome.append)
+        if not outcome:
+            # Not a synchronous endpoint: nothing to learn without a running reactor.
+            return
+        if isinstance(outcome[0], Failure):
+            raise Mismatch(f"cannot listen: {_reason(outcome[0].value)}")
+        outcome[0].stopListening()
+
+
+class DatagramAddress(Kind):
+    """``host:port`` for a UDP listener; the host must be a literal IP."""
+
+    def __init__(self, example):
+        self.expected = f'"host:port" with an IP address, such as {show(example)}'
+
+    def parse(self, value):
+        if not isinstance(value, str) or ":" not in value:
+            raise Mismatch()
+        host, _, port = value.rpartition(":")
+        host = host.strip("[]")
+        try:
+            socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+            port = int(port)
+        except (socket.gaierror, ValueError):
+            raise Mismatch()
+        if not 0 <= port <= 65535:
+            raise Mismatch("port out of range")
+        return (host, port)
+
+    def probe(self, value, reactor):
+        host, port = value
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                raise Mismatch(f"cannot listen: {e.strerror or e}")
+
+
+def setting(kind, default=REQUIRED, help=""):
+    """
+    Declare one key of a config table as a dataclass field.
+
+    @param kind: a L{Kind} saying what the key may hold.
+    @param default: its value when the key is absent; required if omitted.
+    @param help: one sentence for the configuration reference.
+    """
+    return dataclasses.field(default=default, metadata={"kind": kind, "help": help})
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    url: str = setting(
+        Text(),
+        "sqlite:///var/callcenter.sqlite",
+        "Database URL: sqlite:///relative/path, sqlite:////absolute/path or "
+        "postgresql://user@host:port/dbname (password from PGPASSWORD or "
+        "~/.pgpass, never in this file).",
+    )
+    pool_size: int = setting(
+        Integer(0, 64),
+        0,
+        "Threads running database work; 0 picks 1 for SQLite (one writer) and "
+        "8 for PostgreSQL.",
+    )
+    busy_timeout: float = setting(
+        Number(0.1, 600),
+        10.0,
+        "Seconds a statement waits for a lock before failing.",
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = setting(
+        OneOf("text", "json"), "text", "text for people, json for one JSON object per line."
+    )
+    level: str = setting(
+        OneOf("debug", "info", "warn", "error", "critical"), "info", "Least severe level logged."
+    )
+    file: str = setting(
+        Text(), "-", "Where logs go; - is standard output (twistd --logfile overrides)."
+    )
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    node: str = setting(
+        Text(), socket.gethostname(), "This node's name in health reports, logs and metrics."
+    )
+    shutdown_timeout: float = setting(
+        Number(0, 3600),
+        10.0,
+        "Seconds SIGTERM waits for in-flight work before the store is closed anyway.",
+    )
+
+
+CORE_SCHEMAS = {"storage": StorageConfig, "log": LogConfig, "server": ServerConfig}
+
+
+@dataclass(frozen=True)
+class CallcenterConfig:
+    """A validated configuration file."""
+
+    path: str
+    storage: StorageConfig
+    log: LogConfig
+    server: ServerConfig
+    # Enabled subsystems only: name -> instance of its config_schema.
+    subsystems: Mapping[str, Any]
+
+    def where(self, table, key=None):
+        """The prefix of an error line about C{table}/C{key} of this file."""
+        return where(self.path, table, key)
+
+
+def where(path, table, key=None):
+    return f"{path}: [{table}]" + (f" {key}" if key else "")
+
+
+def load_config(path, subsystems):
+    """
+    Read and validate a configuration file.
+
+    @param path: the TOML file.
+    @param subsystems: the known subsystem plugins, name -> L{ISubsystem}.
+    @raise ConfigError: listing every problem found.
+    @rtype: L{CallcenterConfig}
+    """
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror or e}"])
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: invalid TOML: {e}"])
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: invalid TOML: not UTF-8 ({e.reason})"])
+    return parse_config(path, document, subsystems)
+
+
+def parse_config(path, document, subsystems):
+    problems = []
+    known = sorted(set(CORE_TABLES) | set(subsystems))
+    for table in sorted(set(document) - set(known)):
+        problems.append(f"{where(path, table)}: unknown table; known tables: {', '.join(known)}")
+
+    core = {}
+    for table, schema in CORE_SCHEMAS.items():
+        core[table] = _parse_table(path, table, document.get(table, {}), schema, problems)
+
+    enabled = {}
+    for name in sorted(subsystems):
+        if name not in document:
+            continue
+        values = document[name]
+        if isinstance(values, dict):
+            values = dict(values)
+            switch = values.pop("enabled", True)
+            if not isinstance(switch, bool):
+                problems.append(
+                    f"{where(path, name, 'enabled')}: expected true or false, found {show(switch)}"
+                )
+            elif not switch:
+                continue
+        section = _parse_table(path, name, values, subsystems[name].config_schema, problems)
+        if section is not None:
+            enabled[name] = section
+
+    if problems:
+        raise ConfigError(problems)
+    return CallcenterConfig(path=path, subsystems=enabled, **core)
+
+
+def _parse_table(path, table, values, schema, problems):
+    if not isinstance(values, dict):
+        problems.append(f"{where(path, table)}: expected a table, found {show(values)}")
+        return None
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    parsed = {}
+    before = len(problems)
+    for key in sorted(set(values) - set(fields)):
+        accepted = ", ".join(sorted(fields)) or "no keys"
+        problems.append(f"{where(path, table, key)}: unknown key; [{table}] accepts: {accepted}")
+    for name, field in fields.items():
+        kind = field.metadata["kind"]
+        if name not in values:
+            if field.default is REQUIRED and field.default_factory is REQUIRED:
+                problems.append(f"{where(path, table, name)}: required: {kind.expected}")
+            continue
+        try:
+            parsed[name] = kind.parse(values[name])
+        except Mismatch as e:
+            problems.append(_mismatch_line(where(path, table, name), kind, values[name], e))
+    if len(problems) > before:
+        return None
+    return schema(**parsed)
+
+
+def probe_listeners(config, reactor):
+    """
+    Try every listening address the configuration names, releasing each at
+    once: what C{check-config} does so a taken port is found before start.
+
+    @return: problem lines (empty when all is well).
+    """
+    problems = []
+    sections = [("storage", config.storage), ("log", config.log), ("server", config.server)]
+    sections += sorted(config.subsystems.items())
+    for table, section in sections:
+        for field in dataclasses.fields(section):
+            value = getattr(section, field.name)
+            try:
+                field.metadata["kind"].probe(value, reactor)
+            except Mismatch as e:
+                problems.append(f"{config.where(table, field.name)}: {e} ({_raw(value)})")
+    return problems
+
+
+def _raw(value):
+    if isinstance(value, tuple):
+        host, port = value
+        return f"{host}:{port}"
+    return value
+
+
+def _mismatch_line(prefix, kind, value, mismatch):
+    reason = f" ({mismatch})" if str(mismatch) else ""
+    return f"{prefix}: expected {kind.expected}, found {show(value)}{reason}"
+
+

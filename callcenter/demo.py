@@ -1,0 +1,274 @@
+"""
+The demo data set: the A-share instrument master (C{etc/instruments.csv}) and
+fictitious branches, investors, SIP extensions and agents (C{etc/demo/}).
+
+Loading can be repeated, after editing the files or on a database in use:
+rows whose key is already present are left as they are, so that secrets
+changed since, and their hashes, survive.  Instruments are the exception and
+are updated from the file, since names, prices and ST flags change.
+
+Everything here blocks: C{callcenter demo load} calls it directly.
+"""
+
+import csv
+import decimal
+import os
+import re
+
+import sqlalchemy as sa
+
+from callcenter.passwords import hash_password, sip_ha1
+from callcenter.store.schema import agents, branches, customers, fund_accounts, instruments
+from callcenter.store.schema import shareholder_accounts, sip_accounts
+
+INSTRUMENT_HEADER = "code,exchange,name_zh,name_en,board,prev_close,is_st,lot_size"
+BRANCH_HEADER = "code,name_zh,name_en,city,phone"
+INVESTOR_HEADER = (
+    "fund_account_no,branch_code,name_zh,name_en,mobile,language,"
+    "trading_password,cash_cny,sse_account,szse_account"
+)
+EXTENSION_HEADER = "username,display_name,password"
+AGENT_HEADER = "agent_id,name,password,extension,role"
+
+# What the CHECK constraints of migration 0001 allow.
+EXCHANGES = ("SSE", "SZSE")
+BOARDS = ("main", "chinext", "star", "etf")
+ROLES = ("agent", "supervisor", "admin")
+
+
+def _read(path, header, *key):
+    """
+    The data lines of a CSV file as C{(where, row)}: C{where} is the
+    C{"file line N"} that error messages start with, C{row} maps each column
+    to its stripped text.  No two lines may have the same C{key} columns.
+    """
+    # utf-8-sig: spreadsheets save Chinese CSV with a byte order mark.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if ",".join(reader.fieldnames or ()) != header:
+            raise ValueError(f"{path} line 1: the header must be {header}")
+        lines, seen = [], {}
+        for row in reader:
+            where = f"{path} line {reader.line_num}"
+            # DictReader puts surplus fields under None and fills missing ones with None.
+            if None in row or None in row.values():
+                raise ValueError(f"{where}: expected the {header.count(',') + 1} fields {header}")
+            row = {name: value.strip() for name, value in row.items()}
+            identity = ",".join(row[name] for name in key)
+            if identity in seen:
+                raise ValueError(f"{where}: {identity} is already on line {seen[identity]}")
+            seen[identity] = reader.line_num
+            lines.append((where, row))
+    return lines
+
+
+def _fitted(where, table, values):
+    """
+    Check text against its column, since SQLite ignores declared lengths and
+    a file loading there would then fail on PostgreSQL.  Empty text in an
+    optional column becomes NULL.
+    """
+    fitted = dict(values)
+    for name, value in values.items():
+        column = table.c[name]
+        if not isinstance(value, str):
+            continue
+        if not value:
+            if not column.nullable:
+                raise ValueError(f"{where}: {name} is empty")
+            fitted[name] = None
+        elif len(value) > column.type.length:
+            raise ValueError(f"{where}: {name} is longer than {column.type.length} characters")
+    return fitted
+
+
+def _fen(where, name, text):
+    """CNY as written (C{"500000.00"}) to integer fen, exactly."""
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        raise ValueError(f"{where}: {name} {text!r} is not an amount in CNY such as 12.34")
+    amount = decimal.Decimal(text)
+    if amount.as_tuple().exponent < -2:
+        raise ValueError(f"{where}: {name} {text} has more than 2 decimals")
+    return int(amount * 100)
+
+
+def _one_of(where, name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{where}: {name} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _matching(where, name, value, pattern, description, secret=False):
+    if not re.fullmatch(pattern, value):
+        shown = "" if secret else f" {value!r}"
+        raise ValueError(f"{where}: {name}{shown} is not {description}")
+    return value
+
+
+def _instrument(where, row):
+    prev_close_fen = _fen(where, "prev_close", row["prev_close"])
+    if prev_close_fen == 0:
+        raise ValueError(f"{where}: prev_close must be more than 0")
+    lot_size = _matching(where, "lot_size", row["lot_size"], "[1-9][0-9]*", "a positive integer")
+    values = {
+        "code": _matching(where, "code", row["code"], "[0-9]{6}", "6 digits"),
+        "exchange": _one_of(where, "exchange", row["exchange"], EXCHANGES),
+        "name_zh": row["name_zh"],
+        "name_en": row["name_en"],
+        "board": _one_of(where, "board", row["board"], BOARDS),
+        "prev_close_fen": prev_close_fen,
+        "is_st": _one_of(where, "is_st", row["is_st"], ("true", "false")) == "true",
+        "lot_size": int(lot_size),
+    }
+    return _fitted(where, instruments, values)
+
+
+def load_instruments(connection, path):
+    """
+    Bring the instrument master up to date with the CSV file at C{path}.
+    Instruments missing from the file are kept: orders and positions may
+    still name them.
+
+    @return: C{{"inserted": n, "updated": n}}; unchanged rows are not counted.
+    @raise ValueError: a line is invalid (nothing is written).
+    """
+    rows = [_instrument(*line) for line in _read(path, INSTRUMENT_HEADER, "code", "exchange")]
+    existing = {(r.code, r.exchange): r._asdict() for r in connection.execute(instruments.select())}
+    new = [row for row in rows if (row["code"], row["exchange"]) not in existing]
+    changed = [row for row in rows if existing.get((row["code"], row["exchange"]), row) != row]
+    if new:
+        connection.execute(instruments.insert(), new)
+    for row in changed:
+        connection.execute(
+            instruments.update()
+            .where(instruments.c.code == row["code"], instruments.c.exchange == row["exchange"])
+            .values(row)
+        )
+    return {"inserted": len(new), "updated": len(changed)}
+
+
+def _read_investors(path, branch_codes):
+    investors = []
+    for where, row in _read(path, INVESTOR_HEADER, "fund_account_no"):
+        account_no = row["fund_account_no"]
+        _matching(where, "fund_account_no", account_no, "[0-9]{1,20}", "1 to 20 digits")
+        _one_of(where, "branch_code", row["branch_code"], branch_codes)
+        _one_of(where, "language", row["language"], ("zh", "en"))
+        customer = {k: row[k] for k in ("branch_code", "name_zh", "name_en", "mobile", "language")}
+        sse = row["sse_account"]
+        _matching(where, "sse_account", sse, "[A-Z][0-9]{9}", "a letter and 9 digits")
+        szse = _matching(where, "szse_account", row["szse_account"], "[0-9]{10}", "10 digits")
+        # Six digits, as investors key it in on a telephone keypad.
+        password = row["trading_password"]
+        _matching(where, "trading_password", password, "[0-9]{6}", "6 digits", secret=True)
+        investors.append({
+            "customer": _fitted(where, customers, customer),
+            "account_no": account_no,
+            "cash_fen": _fen(where, "cash_cny", row["cash_cny"]),
+            "password": password,
+            "shareholder_accounts": [
+                {"account_no": sse, "fund_account_no": account_no, "exchange": "SSE"},
+                {"account_no": szse, "fund_account_no": account_no, "exchange": "SZSE"},
+            ],
+        })
+    return investors
+
+
+def _read_extensions(path, realm):
+    extensions = []
+    for where, row in _read(path, EXTENSION_HEADER, "username"):
+        username = row["username"]
+        password = _matching(where, "password", row["password"], ".+", "set", secret=True)
+        values = {"username": username, "display_name": row["display_name"], "realm": realm}
+        values["ha1_md5"] = sip_ha1(username, realm, password, "MD5")
+        values["ha1_sha256"] = sip_ha1(username, realm, password, "SHA-256")
+        extensions.append(_fitted(where, sip_accounts, values))
+    return extensions
+
+
+def _read_agents(path, usernames):
+    rows = []
+    for where, row in _read(path, AGENT_HEADER, "agent_id"):
+        if row["extension"]:
+            _one_of(where, "extension", row["extension"], usernames)
+        _one_of(where, "role", row["role"], ROLES)
+        values = {name: row[name] for name in ("agent_id", "name", "extension", "role")}
+        password = _matching(where, "password", row["password"], ".+", "set", secret=True)
+        rows.append({**_fitted(where, agents, values), "password": password})
+    return rows
+
+
+def _with_hash(row):
+    values = dict(row)
+    values["password_hash"] = hash_password(values.pop("password"))
+    return values
+
+
+def _absent(connection, column, keys):
+    """Those of C{keys} not yet in C{column}."""
+    return set(keys) - set(connection.scalars(sa.select(column).where(column.in_(keys))))
+
+
+def _insert_absent(connection, table, rows, complete=dict):
+    """
+    Insert the rows whose key is not in C{table} yet, each passed through
+    C{complete}: hashing is slow on purpose, so it is done only for these.
+    """
+    key = table.primary_key.columns[0].name
+    absent = _absent(connection, table.c[key], [row[key] for row in rows])
+    rows = [complete(row) for row in rows if row[key] in absent]
+    if rows:
+        connection.execute(table.insert(), rows)
+    return len(rows)
+
+
+def _insert_investors(connection, investors):
+    absent = _absent(connection, fund_accounts.c.account_no, [i["account_no"] for i in investors])
+    investors = [investor for investor in investors if investor["account_no"] in absent]
+    for investor in investors:
+        inserted = connection.execute(customers.insert().values(investor["customer"]))
+        connection.execute(
+            fund_accounts.insert().values(
+                account_no=investor["account_no"],
+                customer_id=inserted.inserted_primary_key[0],
+                cash_available_fen=investor["cash_fen"],
+                password_hash=hash_password(investor["password"]),
+            )
+        )
+        connection.execute(shareholder_accounts.insert(), investor["shareholder_accounts"])
+    return len(investors)
+
+
+def load_demo(database, data_dir="etc", realm="callcenter"):
+    """
+    Load C{instruments.csv} and C{demo/*.csv} under C{data_dir} into
+    C{database}, in one transaction.
+
+    @param realm: the SIP digest realm the extensions' HA1 are computed for.
+    @return: rows written per table: inserted, or for instruments inserted or
+        changed.  Loading the same files again returns only zeros.
+    @raise ValueError: a line is invalid, naming file and line; nothing is
+        written.
+    @raise OSError: a file cannot be read.
+    """
+    demo = os.path.join(data_dir, "demo")
+    branch_lines = _read(os.path.join(demo, "branches.csv"), BRANCH_HEADER, "code")
+    branch_rows = [_fitted(where, branches, row) for where, row in branch_lines]
+    branch_codes = [row["code"] for row in branch_rows]
+    investors = _read_investors(os.path.join(demo, "investors.csv"), branch_codes)
+    extensions = _read_extensions(os.path.join(demo, "extensions.csv"), realm)
+    usernames = [row["username"] for row in extensions]
+    agent_rows = _read_agents(os.path.join(demo, "agents.csv"), usernames)
+
+    def work(connection):
+        counts = {"branches": _insert_absent(connection, branches, branch_rows)}
+        investors_inserted = _insert_investors(connection, investors)
+        counts["customers"] = counts["fund_accounts"] = investors_inserted
+        counts["shareholder_accounts"] = 2 * investors_inserted
+        counts["sip_accounts"] = _insert_absent(connection, sip_accounts, extensions)
+        counts["agents"] = _insert_absent(connection, agents, agent_rows, _with_hash)
+        written = load_instruments(connection, os.path.join(data_dir, "instruments.csv"))
+        counts["instruments"] = written["inserted"] + written["updated"]
+        return counts
+
+    return database.transaction(work)

@@ -1,0 +1,90 @@
+"""
+The zope interfaces at the seams between callcenter's parts.
+
+A subsystem (web, telephony, ivr, trading, ...) never imports another one: it is
+given a `Context` holding the objects below and talks through them.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class ISubsystem(Interface):
+    """
+    A pluggable part of the server, found with ``getPlugins(ISubsystem,
+    callcenter.plugins)``.  A third party adds one by shipping a module in a
+    ``callcenter/plugins/`` directory (without ``__init__.py``) on ``sys.path``.
+    """
+
+    name = Attribute("The config table that configures it, e.g. 'web'; unique.")
+    description = Attribute("One line saying what it does.")
+    config_schema = Attribute(
+        "A frozen dataclass whose fields are the keys its table accepts; declare "
+        "fields with callcenter.config.setting().  Its instance is what "
+        "makeService receives."
+    )
+
+    def makeService(config, context):
+        """
+        Build the subsystem's service.
+
+        @param config: an instance of C{config_schema}, already validated.
+        @param context: the shared L{callcenter.context.Context}.
+        @return: an L{twisted.application.service.IService}; if it also provides
+            L{IHealthCheck}, ``/health`` reports what it says.
+        """
+
+
+class IHealthCheck(Interface):
+    """Something that can say whether it works."""
+
+    def check_health():
+        """
+        @return: a L{callcenter.health.Health}, or a Deferred firing with one.
+        """
+
+
+class IStore(Interface):
+    """
+    The one data layer every subsystem uses (SQLite or PostgreSQL).
+
+    Work runs in a thread pool, never on the reactor thread.  A Deferred from
+    L{transaction} fires only after the transaction has committed durably, so
+    it is safe to acknowledge to a user from its callback.
+    """
+
+    dialect = Attribute("'sqlite' or 'postgresql'.")
+
+    def transaction(work, *args, **kwargs):
+        """
+        Call ``work(connection, *args, **kwargs)`` in a thread inside one
+        transaction (a SQLAlchemy ``Connection``), commit, and fire with its
+        result.  An exception rolls the transaction back and fails the
+        Deferred with it.
+        """
+
+
+class IEventBus(Interface):
+    """
+    Typed events between subsystems.  The in-process implementation delivers
+    to local subscribers; one on PostgreSQL LISTEN/NOTIFY or a message broker
+    can replace it without changing publishers or subscribers, which is why
+    events must be serialisable (see L{callcenter.events}).
+    """
+
+    def publish(event):
+        """
+        Deliver C{event} to every subscriber of its type (or a base type).
+        A failing subscriber is logged and does not affect the others.
+
+        @return: a Deferred that fires with None once every subscriber has
+            handled it (including any Deferred a handler returned).
+        """
+
+    def subscribe(event_type, handler, subscriber):
+        """
+        Call C{handler(event)} for each published event that is an instance
+        of C{event_type}.  C{subscriber} names who subscribed, for logs and
+        metrics.
+
+        @return: an object with a C{cancel()} method that unsubscribes.
+        """

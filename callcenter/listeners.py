@@ -1,0 +1,47 @@
+"""
+Listening services that report a port they cannot have as one line naming
+the config key, and log where they really listen (port 0 included).
+"""
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from callcenter.errors import StartupError
+
+
+class _StreamListener(StreamServerEndpointService):
+    log = Logger()
+    # Fail in privilegedStartService, before the reactor runs, not in a log line later.
+    _raiseSynchronously = True
+
+    def __init__(self, endpoint, factory, description, where, what):
+        super().__init__(endpoint, factory)
+        self._description = description
+        self._where = where
+        self._what = what
+
+    def privilegedStartService(self):
+        try:
+            super().privilegedStartService()
+        except Exception as e:
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise StartupError(f"{self._where}: cannot listen on {self._description}: {reason}")
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        address = port.getHost()
+        shown = getattr(address, "name", None) or f"{address.host}:{address.port}"
+        self.log.info("{what} listening on {address}", what=self._what, address=shown)
+        return port
+
+
+def stream_listener(context, table, key, description, factory, what):
+    """
+    A service listening on the endpoint string C{description}, configured
+    as C{key} of C{[table]}.
+
+    @param what: what listens, for the log line (e.g. "HTTP").
+    """
+    endpoint = serverFromString(context.reactor, description)
+    return _StreamListener(endpoint, factory, description, context.config.where(table, key), what)

@@ -1,0 +1,99 @@
+"""
+The tables as the code sees them, for SQLAlchemy Core queries.  The
+migrations in C{migrations/versions} are what creates them; a test checks the
+two agree.
+"""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _created_at():
+    return sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    )
+
+
+branches = sa.Table(
+    "branches",
+    metadata,
+    sa.Column("code", sa.String(8), primary_key=True),
+    sa.Column("name_zh", sa.String(64), nullable=False),
+    sa.Column("name_en", sa.String(128), nullable=False),
+    sa.Column("city", sa.String(32), nullable=False),
+    sa.Column("phone", sa.String(32)),
+    _created_at(),
+)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("branch_code", sa.String(8), sa.ForeignKey("branches.code"), nullable=False),
+    sa.Column("name_zh", sa.String(64), nullable=False),
+    sa.Column("name_en", sa.String(128)),
+    sa.Column("mobile", sa.String(32)),
+    sa.Column("language", sa.String(2), nullable=False, server_default="zh"),
+    _created_at(),
+)
+
+fund_accounts = sa.Table(
+    "fund_accounts",
+    metadata,
+    sa.Column("account_no", sa.String(20), primary_key=True),
+    sa.Column("customer_id", sa.Integer, sa.ForeignKey("customers.id"), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False, server_default="CNY"),
+    sa.Column("cash_available_fen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cash_frozen_fen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_at", sa.DateTime(timezone=True)),
+    _created_at(),
+)
+
+shareholder_accounts = sa.Table(
+    "shareholder_accounts",
+    metadata,
+    sa.Column("account_no", sa.String(20), primary_key=True),
+    sa.Column(
+        "fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), nullable=False
+    ),
+    sa.Column("exchange", sa.String(4), nullable=False),
+)
+
+instruments = sa.Table(
+    "instruments",
+    metadata,
+    sa.Column("code", sa.String(6), primary_key=True),
+    sa.Column("exchange", sa.String(4), primary_key=True),
+    sa.Column("name_zh", sa.String(32), nullable=False),
+    sa.Column("name_en", sa.String(96), nullable=False),
+    sa.Column("board", sa.String(8), nullable=False),
+    sa.Column("prev_close_fen", sa.BigInteger, nullable=False),
+    sa.Column("is_st", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("lot_size", sa.Integer, nullable=False, server_default="100"),
+)
+
+sip_accounts = sa.Table(
+    "sip_accounts",
+    metadata,
+    sa.Column("username", sa.String(32), primary_key=True),
+    sa.Column("display_name", sa.String(64), nullable=False),
+    sa.Column("realm", sa.String(64), nullable=False),
+    sa.Column("ha1_md5", sa.String(32), nullable=False),
+    sa.Column("ha1_sha256", sa.String(64), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    _created_at(),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("agent_id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("extension", sa.String(32), sa.ForeignKey("sip_accounts.username")),
+    sa.Column("role", sa.String(16), nullable=False, server_default="agent"),
+    _created_at(),
+)

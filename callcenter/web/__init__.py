@@ -1,0 +1,1 @@
+"""The web subsystem: HTTP for operations (health, metrics) and, later, the APIs."""

@@ -1,0 +1,70 @@
+"""
+Shared fixtures.  ``pytest --db=postgresql`` runs every test that touches the
+store against a real PostgreSQL server started for the run (or the one
+$CALLCENTER_TEST_POSTGRES_URL names); the default is SQLite.
+"""
+
+import os
+
+import pytest
+
+from postgres import PostgresServer, create_database
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+PLUGIN_PATH = os.path.join(TESTS, "plugin_path")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--db",
+        choices=("sqlite", "postgresql"),
+        default=os.environ.get("CALLCENTER_TEST_DB", "sqlite"),
+        help="the database backend the tests run against",
+    )
+
+
+def pytest_report_header(config):
+    return f"callcenter store backend: {config.getoption('--db')}"
+
+
+@pytest.fixture(scope="session")
+def backend(request):
+    return request.config.getoption("--db")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(backend):
+    if backend != "postgresql":
+        yield None
+        return
+    given = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db_url(backend, postgres_admin_url, tmp_path):
+    """A URL of a new, empty database on the chosen backend."""
+    if backend == "postgresql":
+        return create_database(postgres_admin_url)
+    return f"sqlite:///{tmp_path}/callcenter.sqlite"
+
+
+@pytest.fixture
+def database(db_url):
+    """An opened L{Database} (schema created) on a new database."""
+    from callcenter.store.database import Database
+
+    db = Database(db_url)
+    db.open()
+    try:
+        yield db
+    finally:
+        db.close()

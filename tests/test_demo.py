@@ -1,0 +1,205 @@
+"""
+The demo data set (L{callcenter.demo}) and the files under C{etc/} it loads.
+"""
+
+import csv
+import decimal
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from callcenter.demo import load_demo, load_instruments
+from callcenter.passwords import sip_ha1, verify_password
+from callcenter.store import schema
+
+ETC = Path(__file__).resolve().parent.parent / "etc"
+DEMO_TABLES = (
+    "branches", "customers", "fund_accounts", "shareholder_accounts", "sip_accounts", "agents",
+)
+ALL_TABLES = DEMO_TABLES + ("instruments",)
+
+# The code prefix of each exchange and board, as the exchanges allocate them.
+PREFIX_RULES = [
+    (r"60[0135]", "SSE", "main"),
+    (r"688", "SSE", "star"),
+    (r"51", "SSE", "etf"),
+    (r"00[0-3]", "SZSE", "main"),
+    (r"30[01]", "SZSE", "chinext"),
+    (r"159", "SZSE", "etf"),
+]
+
+
+def csv_rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fetch(database, table):
+    """All rows of a table, as dicts in primary key order."""
+    table = schema.metadata.tables[table]
+    query = sa.select(table).order_by(*table.primary_key.columns)
+    return database.transaction(lambda c: [row._asdict() for row in c.execute(query)])
+
+
+def counts(database):
+    return {table: len(fetch(database, table)) for table in ALL_TABLES}
+
+
+def copy_etc(tmp_path):
+    data_dir = tmp_path / "etc"
+    shutil.copytree(ETC, data_dir)
+    return data_dir
+
+
+def test_load_inserts_every_row(database):
+    instrument_count = len(csv_rows(ETC / "instruments.csv"))
+    expected = {
+        "branches": 3,
+        "customers": 5,
+        "fund_accounts": 5,
+        "shareholder_accounts": 10,
+        "sip_accounts": 5,
+        "agents": 3,
+        "instruments": instrument_count,
+    }
+    assert load_demo(database, ETC) == expected
+    assert counts(database) == expected
+
+
+def test_load_twice_changes_nothing(database):
+    load_demo(database, ETC)
+    before = {table: fetch(database, table) for table in ALL_TABLES}
+    assert set(load_demo(database, ETC).values()) == {0}
+    assert {table: fetch(database, table) for table in ALL_TABLES} == before
+
+
+def test_trading_passwords_are_hashed(database):
+    load_demo(database, ETC)
+    accounts = {row["account_no"]: row for row in fetch(database, "fund_accounts")}
+    for investor in csv_rows(ETC / "demo" / "investors.csv"):
+        stored = accounts[investor["fund_account_no"]]["password_hash"]
+        assert investor["trading_password"] not in stored
+        assert verify_password(stored, investor["trading_password"])
+        assert not verify_password(stored, "000000")
+
+
+def test_agent_passwords_are_hashed(database):
+    load_demo(database, ETC)
+    stored = {row["agent_id"]: row for row in fetch(database, "agents")}
+    for agent in csv_rows(ETC / "demo" / "agents.csv"):
+        row = stored[agent["agent_id"]]
+        assert agent["password"] not in row["password_hash"]
+        assert verify_password(row["password_hash"], agent["password"])
+        assert row["extension"] == (agent["extension"] or None)
+        assert row["role"] == agent["role"]
+
+
+def test_sip_ha1_for_the_realm(database):
+    load_demo(database, ETC, realm="pbx.example")
+    stored = {row["username"]: row for row in fetch(database, "sip_accounts")}
+    for extension in csv_rows(ETC / "demo" / "extensions.csv"):
+        username, password = extension["username"], extension["password"]
+        row = stored[username]
+        assert row["realm"] == "pbx.example"
+        assert row["ha1_md5"] == sip_ha1(username, "pbx.example", password, "MD5")
+        assert row["ha1_sha256"] == sip_ha1(username, "pbx.example", password, "SHA-256")
+
+
+def test_investors_and_their_accounts(database):
+    load_demo(database, ETC)
+    accounts = {row["account_no"]: row for row in fetch(database, "fund_accounts")}
+    customers = {row["id"]: row for row in fetch(database, "customers")}
+    shareholders = fetch(database, "shareholder_accounts")
+    assert accounts["10010001"]["cash_available_fen"] == 50000000
+    assert accounts["10010003"]["cash_available_fen"] == 8800050
+    for investor in csv_rows(ETC / "demo" / "investors.csv"):
+        account = accounts[investor["fund_account_no"]]
+        assert account["cash_frozen_fen"] == 0
+        customer = customers[account["customer_id"]]
+        assert customer["name_zh"] == investor["name_zh"]
+        assert customer["branch_code"] == investor["branch_code"]
+        assert customer["language"] == investor["language"]
+        assert {
+            (row["exchange"], row["account_no"])
+            for row in shareholders
+            if row["fund_account_no"] == investor["fund_account_no"]
+        } == {("SSE", investor["sse_account"]), ("SZSE", investor["szse_account"])}
+
+
+def test_prices_in_fen_exactly(database, tmp_path):
+    # 4.35 and 1.15 are the classic binary floating point traps (x 100 gives 434.99...).
+    path = tmp_path / "instruments.csv"
+    path.write_text(
+        "code,exchange,name_zh,name_en,board,prev_close,is_st,lot_size\n"
+        "600000,SSE,浦发银行,SPD Bank,main,4.35,false,100\n"
+        "159915,SZSE,创业板ETF,ChiNext ETF,etf,1.15,false,100\n"
+        "688981,SSE,中芯国际,SMIC,star,90,true,200\n",
+        encoding="utf-8",
+    )
+    assert database.transaction(load_instruments, str(path)) == {"inserted": 3, "updated": 0}
+    prices = {row["code"]: row["prev_close_fen"] for row in fetch(database, "instruments")}
+    assert prices == {"600000": 435, "159915": 115, "688981": 9000}
+    assert [row["is_st"] for row in fetch(database, "instruments")] == [False, False, True]
+
+
+def test_load_instruments_updates_changed_rows(database, tmp_path):
+    load_demo(database, ETC)
+    path = tmp_path / "instruments.csv"
+    text = (ETC / "instruments.csv").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith("600000,"))
+    path.write_text(text.replace(line, line.replace(",false,", ",true,")), encoding="utf-8")
+    assert database.transaction(load_instruments, str(path)) == {"inserted": 0, "updated": 1}
+    updated = [row for row in fetch(database, "instruments") if row["is_st"]]
+    assert [row["code"] for row in updated] == ["600000"]
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("board", "foo", "board 'foo' is not one of main, chinext, star, etf"),
+        ("prev_close", "12.345", "prev_close 12.345 has more than 2 decimals"),
+        ("exchange", "HKEX", "exchange 'HKEX' is not one of SSE, SZSE"),
+        ("code", "60000", "code '60000' is not 6 digits"),
+    ],
+)
+def test_bad_instruments_load_nothing(database, tmp_path, field, value, message):
+    data_dir = copy_etc(tmp_path)
+    path = data_dir / "instruments.csv"
+    rows = csv_rows(path)
+    rows[5][field] = value  # Line 7: the header is line 1.
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(ValueError) as raised:
+        load_demo(database, data_dir)
+    assert str(raised.value) == f"{path} line 7: {message}"
+    assert set(counts(database).values()) == {0}
+
+
+def test_bad_demo_file_names_its_line(database, tmp_path):
+    data_dir = copy_etc(tmp_path)
+    path = data_dir / "demo" / "investors.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[3] = lines[3].replace(",0201,", ",0999,")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(f"{path} line 4: branch_code '0999'")):
+        load_demo(database, data_dir)
+    assert set(counts(database).values()) == {0}
+
+
+def test_instrument_codes_match_exchange_and_board():
+    seen = set()
+    for row in csv_rows(ETC / "instruments.csv"):
+        rules = [rule for rule in PREFIX_RULES if re.match(rule[0], row["code"])]
+        assert [(exchange, board) for _, exchange, board in rules] == [
+            (row["exchange"], row["board"])
+        ], row["code"]
+        assert row["lot_size"] == ("200" if row["board"] == "star" else "100"), row["code"]
+        assert decimal.Decimal(row["prev_close"]).as_tuple().exponent == -2, row["code"]
+        assert (row["code"], row["exchange"]) not in seen
+        seen.add((row["code"], row["exchange"]))
+    assert len(seen) >= 50
