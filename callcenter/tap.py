@@ -10,7 +10,7 @@ start-up.  Never twistd's usage text, never a traceback.
 import os
 
 from twisted.application.service import Application, MultiService
-from twisted.logger import ILogObserver, Logger
+from twisted.logger import ILogObserver
 from twisted.python import usage
 
 from callcenter.config import load_config
@@ -79,9 +79,11 @@ def _logging_left_to_us(twistd, log_config):
 
 
 class StartupGuard(MultiService):
-    """Turns a L{StartupError} into one line and an exit status."""
-
-    log = Logger()
+    """
+    Turns a L{StartupError} into one line on standard error and an exit
+    status.  (Run under a supervisor such as systemd with C{-n}: a daemonised
+    twistd has no standard error left to say why it stopped.)
+    """
 
     def __init__(self, root):
         super().__init__()
@@ -98,7 +100,6 @@ class StartupGuard(MultiService):
         try:
             start()
         except StartupError as e:
-            self.log.critical("cannot start: {error}", error=str(e))
             exit_with([str(e)], STARTUP_ERROR)
 
 

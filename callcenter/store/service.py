@@ -125,6 +125,10 @@ class StoreService(Service):
         super().stopService()
         self._accepting = False
         if self._pool is None:
+            # Opened by privilegedStartService but never started: nothing
+            # was written through us, just let the connections go.
+            if self._database is not None:
+                self._database.engine.dispose()
             return defer.succeed(None)
         timeout = self._shutdown_timeout
         d = within(self._clock, timeout, self._drain())
