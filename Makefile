@@ -1,0 +1,50 @@
+# The two commands (see README.rst):
+#   make run    fresh machine -> venv, install, demo data, server in the foreground
+#   make test   fresh machine -> test dependencies (Debian ones too), whole suite
+#               on SQLite and on a real PostgreSQL server it starts itself
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= etc/callcenter.toml
+PYTEST_ARGS ?=
+
+# Debian packages the test suite talks to (real counterparts, not fakes).
+TEST_DEBIAN_PACKAGES := postgresql
+
+.PHONY: run test test-sqlite test-postgresql install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || { .ci/ensure-debian-packages python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+
+# Editable in "compat" mode: twistd finds twisted/plugins/ through the
+# source tree only that way.
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[postgres,test]'
+	$(BIN)/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/callcenter db upgrade --config $(CONFIG)
+	$(BIN)/callcenter demo load --config $(CONFIG)
+	@echo "Starting callcenter ($(CONFIG)); Ctrl-C stops it.  Demo credentials: README.rst."
+	$(BIN)/twistd --pidfile= -n callcenter --config $(CONFIG)
+
+test: install
+	.ci/ensure-debian-packages $(TEST_DEBIAN_PACKAGES)
+	$(MAKE) --no-print-directory --keep-going test-sqlite test-postgresql
+
+test-sqlite: install
+	@echo "=== test suite on SQLite ==="
+	$(BIN)/pytest -q --db=sqlite $(PYTEST_ARGS)
+
+test-postgresql: install
+	@echo "=== test suite on PostgreSQL ==="
+	$(BIN)/pytest -q --db=postgresql $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info
+	find . -name dropin.cache -delete
