@@ -14,8 +14,10 @@ A subsystem runs when its table is present, unless the table says
 """
 
 import dataclasses
+import ipaddress
 import json
 import math
+import re
 import socket
 import tomllib
 from dataclasses import dataclass
@@ -173,6 +175,10 @@ class ServerEndpoint(Kind):
         if isinstance(outcome[0], Failure):
             raise Mismatch(f"cannot listen: {_reason(outcome[0].value)}")
         outcome[0].stopListening()
+        if not reactor.running:
+            # A port closes on the reactor's next turn; check-config runs with
+            # no reactor running, so take that turn now and free the port.
+            reactor.iterate(0)
 
 
 class DatagramAddress(Kind):
@@ -187,9 +193,9 @@ class DatagramAddress(Kind):
         host, _, port = value.rpartition(":")
         host = host.strip("[]")
         try:
-            socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+            ipaddress.ip_address(host)
             port = int(port)
-        except (socket.gaierror, ValueError):
+        except ValueError:
             raise Mismatch()
         if not 0 <= port <= 65535:
             raise Mismatch("port out of range")
@@ -283,7 +289,12 @@ class CallcenterConfig:
 
 
 def where(path, table, key=None):
-    return f"{path}: [{table}]" + (f" {key}" if key else "")
+    return f"{path}: [{_name(table)}]" + (f" {_name(key)}" if key else "")
+
+
+def _name(key):
+    """A table or key name as TOML writes it: quoted unless it is a bare key."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
 
 
 def load_config(path, subsystems):
@@ -331,7 +342,9 @@ def parse_config(path, document, subsystems):
                 )
             elif not switch:
                 continue
-        section = _parse_table(path, name, values, subsystems[name].config_schema, problems)
+        section = _parse_table(
+            path, name, values, subsystems[name].config_schema, problems, also_accepted=("enabled",)
+        )
         if section is not None:
             enabled[name] = section
 
@@ -340,7 +353,7 @@ def parse_config(path, document, subsystems):
     return CallcenterConfig(path=path, subsystems=enabled, **core)
 
 
-def _parse_table(path, table, values, schema, problems):
+def _parse_table(path, table, values, schema, problems, also_accepted=()):
     if not isinstance(values, dict):
         problems.append(f"{where(path, table)}: expected a table, found {show(values)}")
         return None
@@ -348,8 +361,8 @@ def _parse_table(path, table, values, schema, problems):
     parsed = {}
     before = len(problems)
     for key in sorted(set(values) - set(fields)):
-        accepted = ", ".join(sorted(fields)) or "no keys"
-        problems.append(f"{where(path, table, key)}: unknown key; [{table}] accepts: {accepted}")
+        accepted = ", ".join(sorted([*fields, *also_accepted])) or "no keys"
+        problems.append(f"{where(path, table, key)}: unknown key; {where(path, table)[len(path) + 2:]} accepts: {accepted}")
     for name, field in fields.items():
         kind = field.metadata["kind"]
         if name not in values:

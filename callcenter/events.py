@@ -78,7 +78,8 @@ class Subscription:
         self.subscriber = subscriber
 
     def cancel(self):
-        self._bus._subscriptions.remove(self)
+        if self in self._bus._subscriptions:
+            self._bus._subscriptions.remove(self)
 
 
 @implementer(IEventBus)

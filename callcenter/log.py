@@ -46,9 +46,14 @@ def new_correlation_id():
 class BoundLogger(Logger):
     """A Logger that adds fixed keys (e.g. C{cid}) to every event it emits."""
 
-    def __init__(self, logger, **fields):
-        super().__init__(logger.namespace, logger.source, logger.observer)
-        self.fields = fields
+    def __init__(self, namespace=None, source=None, observer=None, fields=None):
+        super().__init__(namespace, source, observer)
+        self.fields = dict(fields or {})
+
+    def __get__(self, instance, owner=None):
+        bound = super().__get__(instance, owner)
+        bound.fields = self.fields
+        return bound
 
     def emit(self, level, format=None, **kwargs):
         super().emit(level, format, **{**self.fields, **kwargs})
@@ -56,7 +61,8 @@ class BoundLogger(Logger):
 
 def bind(logger, **fields):
     """C{bind(self.log, cid=call.cid).info(...)}: log with fixed keys."""
-    return BoundLogger(logger, **fields)
+    inherited = getattr(logger, "fields", {})
+    return BoundLogger(logger.namespace, logger.source, logger.observer, {**inherited, **fields})
 
 
 def _timestamp(event):
@@ -71,15 +77,15 @@ def _system(event):
 
 def format_text(event):
     """C{2026-11-25T19:00:00.000+00:00 [web#info] message [cid=...]}"""
-    text = formatEvent(event)
-    failure = event.get("log_failure")
-    if failure is not None:
-        text += "\n" + failure.getTraceback()
     level = event.get("log_level", LogLevel.info).name
     cid = event.get("cid")
     suffix = f" [cid={cid}]" if cid else ""
+    text = formatEvent(event) + suffix
+    failure = event.get("log_failure")
+    if failure is not None:
+        text += "\n" + failure.getTraceback().rstrip("\n")
     lines = text.replace("\n", "\n\t")
-    return f"{_timestamp(event)} [{_system(event)}#{level}] {lines}{suffix}\n"
+    return f"{_timestamp(event)} [{_system(event)}#{level}] {lines}\n"
 
 
 def format_json(event):

@@ -6,9 +6,9 @@ from twisted.internet import defer
 def within(clock, seconds, waited):
     """
     A Deferred firing with True when C{waited} fires within C{seconds} on
-    C{clock}, or with False when the time runs out first.  C{waited} is left
-    alone (not cancelled), so work in progress may still finish; its failure
-    counts as having finished.
+    C{clock}, or with False when the time runs out first.  C{waited} is not
+    cancelled, so work in progress may still finish; its result is consumed
+    (a failure counts as having finished: log it before passing it here).
     """
     result = defer.Deferred()
 

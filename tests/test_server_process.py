@@ -143,7 +143,7 @@ def test_broken_config_gives_one_line_per_problem_and_status_2(tmp_path):
         [
             f"{config}: [telephony_typo]: unknown table; known tables: ledger, log, server, storage, web",
             f'{config}: [storage] pool_size: expected an integer from 0 to 64, found "many"',
-            f"{config}: [web] port: unknown key; [web] accepts: listen",
+            f"{config}: [web] port: unknown key; [web] accepts: enabled, listen",
         ],
     )
 
