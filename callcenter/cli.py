@@ -2,6 +2,7 @@
 The ``callcenter`` command: administration without starting the server.
 
     callcenter check-config FILE
+    callcenter config-reference
     callcenter db upgrade [--config FILE]
     callcenter db current [--config FILE]
     callcenter demo load [--config FILE] [--data DIR]
@@ -52,6 +53,13 @@ def check_config(args):
     print(f"{args.file}: ok (database {database.display_url}: schema {schema}; subsystems: {enabled})")
 
 
+def config_reference(args):
+    from callcenter.config import reference
+    from callcenter.subsystems import discover
+
+    print(reference(discover()))
+
+
 def db_upgrade(args):
     config, _ = load(args.config)
     database = _database(config)
@@ -98,6 +106,10 @@ def _parser():
     )
     check.add_argument("file")
     check.set_defaults(run=check_config)
+
+    commands.add_parser(
+        "config-reference", help="print every table and key the installed subsystems accept"
+    ).set_defaults(run=config_reference)
 
     def with_config(p):
         p.add_argument(

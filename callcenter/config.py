@@ -247,7 +247,7 @@ class StorageConfig:
 @dataclass(frozen=True)
 class LogConfig:
     format: str = setting(
-        OneOf("text", "json"), "text", "text for people, json for one JSON object per line."
+        OneOf("text", "json"), "text", "Text for people; json for one JSON object per line."
     )
     level: str = setting(
         OneOf("debug", "info", "warn", "error", "critical"), "info", "Least severe level logged."
@@ -260,7 +260,9 @@ class LogConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     node: str = setting(
-        Text(), socket.gethostname(), "This node's name in health reports, logs and metrics."
+        Text(nonempty=False),
+        "",
+        "This node's name in health reports, logs and metrics; empty means the host name.",
     )
     shutdown_timeout: float = setting(
         Number(0, 3600),
@@ -410,3 +412,28 @@ def _mismatch_line(prefix, kind, value, mismatch):
     return f"{prefix}: expected {kind.expected}, found {show(value)}{reason}"
 
 
+
+
+def reference(subsystems):
+    """
+    The configuration reference, in reStructuredText, made from the schemas
+    themselves (README.rst carries it; a test keeps the two in step).
+    """
+    tables = [(name, CORE_SCHEMAS[name], None) for name in CORE_TABLES]
+    tables += [(name, plugin.config_schema, plugin.description) for name, plugin in sorted(subsystems.items())]
+    out = []
+    for table, schema, description in tables:
+        title = f"``[{table}]``"
+        out += [title, "~" * len(title), ""]
+        if description:
+            out += [f"{description[0].upper()}{description[1:]}.", ""]
+        if table not in CORE_TABLES:
+            out += ["``enabled``", "    true or false, default ``true``.  The subsystem runs when its table is present, unless this is false.", ""]
+        for field in dataclasses.fields(schema):
+            kind = field.metadata["kind"]
+            if field.default is REQUIRED:
+                default = "required"
+            else:
+                default = f"default ``{show(field.default)}``"
+            out += [f"``{field.name}``", f"    {kind.expected}, {default}.  {field.metadata['help']}", ""]
+    return "\n".join(out)

@@ -1,5 +1,6 @@
 """What every subsystem is given: shared objects, never globals."""
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,4 +24,4 @@ class Context:
 
     @property
     def node(self):
-        return self.config.server.node
+        return self.config.server.node or socket.gethostname()

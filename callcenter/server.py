@@ -57,7 +57,7 @@ class CallcenterService(MultiService):
         super().startService()
         self.log.info(
             "callcenter node {node} started: {subsystems}",
-            node=self.config.server.node,
+            node=self.context.node,
             subsystems=", ".join(["storage", *sorted(self.config.subsystems)]),
         )
 

@@ -105,7 +105,7 @@ def test_core_default_values():
     assert config.storage.pool_size == 0
     assert config.storage.busy_timeout == 10.0
     assert (config.log.format, config.log.level, config.log.file) == ("text", "info", "-")
-    assert config.server.node == socket.gethostname()
+    assert config.server.node == ""  # the host name, see Context.node
     assert config.server.shutdown_timeout == 10.0
 
 
