@@ -64,20 +64,29 @@ class PostgresServer:
         )
 
     def start(self):
+        """Create the cluster and start the server."""
         os.makedirs(self.sockets)
         if self._as:
             owner = pwd.getpwnam("postgres")
             os.chown(self.sockets, owner.pw_uid, owner.pw_gid)
         self._run("initdb", "-D", self.data, "-A", "trust", "-U", self.user, "-E", "UTF8", "--no-locale")
+        self.resume()
+
+    def resume(self):
+        """Start the server again after L{crash}, on the same port and data."""
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} "
             "-c fsync=on -c max_connections=200"
         )
         self._run("pg_ctl", "-D", self.data, "-o", options, "-l", os.path.join(self.data, "log"), "-w", "start")
 
+    def crash(self):
+        """Stop the server the hard way, as a power cut or an OOM kill would."""
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
     def stop(self):
         try:
-            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+            self.crash()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
 

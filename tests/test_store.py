@@ -18,6 +18,7 @@ from callcenter.metrics import Metrics
 from callcenter.store import schema
 from callcenter.store.database import Database, DatabaseError, normalise_url
 from callcenter.store.service import StoreClosed, StoreService
+from postgres import PostgresServer, create_database
 
 
 def test_open_creates_the_schema_at_the_head_revision(database):
@@ -239,3 +240,34 @@ def test_concurrent_writers_all_commit(store):
     yield defer.gatherResults(writes)
     codes = yield store.service.transaction(branch_codes)
     assert codes == [f"{i:04d}" for i in range(40)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_database_server_that_dies_and_comes_back(backend):
+    """
+    PostgreSQL crashes under a running store: work fails cleanly (no hang,
+    no crash, health says so), and once the server is back the store
+    recovers by itself without a restart of ours.
+    """
+    if backend != "postgresql":
+        pytest.skip("a server to kill: PostgreSQL runs only")
+    server = PostgresServer()
+    server.start()
+    try:
+        started = Started(create_database(server.url))
+        yield started.service.transaction(insert_branch, "0001")
+
+        server.crash()
+        with pytest.raises(sa.exc.OperationalError):
+            yield started.service.transaction(insert_branch, "0002")
+        health = yield started.service.check_health()
+        assert health.state == "failing"
+
+        server.resume()
+        yield started.service.transaction(insert_branch, "0003")
+        assert (yield started.service.transaction(branch_codes)) == ["0001", "0003"]
+        health = yield started.service.check_health()
+        assert health.state == "ok"
+        yield started.service.stopService()
+    finally:
+        server.stop()
