@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from callcenter.events import Event, InProcessEventBus, event, from_json, to_json
 from callcenter.interfaces import IEventBus
 from callcenter.metrics import Metrics
+from outcomes import CapturedLog, results_of
 
 
 @event("test_events.base")
@@ -46,20 +47,10 @@ class Boom(Exception):
     pass
 
 
-def results_of(d):
-    """The outcome of Deferred C{d} so far: [] while pending, else [result]."""
-    outcome = []
-    d.addBoth(outcome.append)
-    return outcome
-
-
 @pytest.fixture
 def logged():
-    events = []
-    observer = events.append
-    globalLogPublisher.addObserver(observer)
-    yield events
-    globalLogPublisher.removeObserver(observer)
+    with CapturedLog() as events:
+        yield events
 
 
 @pytest.fixture

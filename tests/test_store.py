@@ -10,7 +10,6 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 
 from callcenter.config import StorageConfig
 from callcenter.errors import StartupError
@@ -18,6 +17,7 @@ from callcenter.metrics import Metrics
 from callcenter.store import schema
 from callcenter.store.database import Database, DatabaseError, normalise_url
 from callcenter.store.service import StoreClosed, StoreService
+from outcomes import CapturedLog
 from postgres import PostgresServer, create_database
 
 
@@ -205,17 +205,12 @@ def test_stopping_is_bounded_by_the_shutdown_timeout(db_url):
     started = Started(db_url, clock=clock, timeout=5.0)
     release = threading.Event()
     in_flight = started.service.transaction(lambda connection: release.wait(30))
-    logged = []
-    globalLogPublisher.addObserver(logged.append)
-    try:
+    with CapturedLog() as logged:
         stopped = started.service.stopService()
         clock.advance(4.9)
-        gave_up = [e for e in logged if "still running" in (e.get("log_format") or "")]
-        assert gave_up == []
+        assert logged.formats("still running") == []
         clock.advance(0.1)
-        [gave_up] = [e for e in logged if "still running" in (e.get("log_format") or "")]
-    finally:
-        globalLogPublisher.removeObserver(logged.append)
+        [gave_up] = logged.formats("still running")
     assert (gave_up["count"], gave_up["timeout"]) == (1, 5.0)
     # Closing is queued behind the stuck transaction, which still ends
     # normally once it can: nothing is cut off mid-commit.

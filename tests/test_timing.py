@@ -10,16 +10,11 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from callcenter.timing import within
+from outcomes import results_of
 
 
 class Boom(Exception):
     pass
-
-
-def results_of(d):
-    outcome = []
-    d.addBoth(outcome.append)
-    return outcome
 
 
 @pytest.fixture
