@@ -253,7 +253,9 @@ class LogConfig:
         OneOf("debug", "info", "warn", "error", "critical"), "info", "Least severe level logged."
     )
     file: str = setting(
-        Text(), "-", "Where logs go; - is standard output (twistd --logfile overrides)."
+        Text(),
+        "-",
+        "Where logs go: - is standard output, else a file (rotated at 10 MB, ten kept, mode 0640); twistd --logfile overrides.",
     )
 
 

@@ -6,6 +6,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from callcenter.interfaces import IHealthCheck
+from callcenter.timing import answer_within
 
 OK = "ok"
 FAILING = "failing"
@@ -24,14 +25,18 @@ class Health:
 class HealthRegistry:
     """
     Asks every registered service how it is.  A running service that gives
-    no IHealthCheck is ok; one whose check raises is failing.
+    no IHealthCheck is ok; one whose check raises, or does not answer within
+    C{timeout} seconds, is failing: a monitor asking /health must always get
+    an answer, most of all when something hangs.
     """
 
     log = Logger()
 
-    def __init__(self, metrics):
+    def __init__(self, metrics, clock, timeout=5.0):
         self._services = {}
         self._metrics = metrics
+        self._clock = clock
+        self._timeout = timeout
 
     def register(self, name, service):
         self._services[name] = service
@@ -59,4 +64,6 @@ class HealthRegistry:
             self.log.failure("health check of {subsystem} failed", failure, subsystem=name)
             return Health(FAILING, {"error": failure.getErrorMessage()})
 
-        return d.addErrback(failed)
+        d.addErrback(failed)
+        silent = Health(FAILING, {"error": f"no answer within {self._timeout:g}s"})
+        return answer_within(self._clock, self._timeout, d, silent)

@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
-    Logger,
     formatEvent,
 )
+from twisted.python.logfile import LogFile
 
 _levels = {
     "debug": LogLevel.debug,
@@ -110,12 +111,19 @@ def format_json(event):
 def make_observer(log_config, stream=None):
     """
     The observer for a [log] table: chosen format and level, written to
-    C{stream}, else to the configured file ("-" is standard output).
+    C{stream}, else to the configured file ("-" is standard output).  A file
+    rotates at 10 MB keeping ten old ones, and is readable by its owner and
+    group only: logs carry investors' phone numbers.
     """
     if stream is None:
-        # Take the real stdout now: twistd later replaces sys.stdout with a
-        # file that logs, which would loop back into this observer.
-        stream = sys.__stdout__ if log_config.file == "-" else open(log_config.file, "a", encoding="utf-8")
+        if log_config.file == "-":
+            # Take the real stdout now: twistd later replaces sys.stdout with
+            # a file that logs, which would loop back into this observer.
+            stream = sys.__stdout__
+        else:
+            stream = LogFile.fromFullPath(
+                log_config.file, rotateLength=10_000_000, maxRotatedFiles=10, defaultMode=0o640
+            )
     formatter = format_json if log_config.format == "json" else format_text
     return FilteringLogObserver(
         FileLogObserver(stream, formatter),

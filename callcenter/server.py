@@ -36,7 +36,7 @@ class CallcenterService(MultiService):
             clock=clock,
         )
         self.store.setServiceParent(self)
-        health = HealthRegistry(metrics)
+        health = HealthRegistry(metrics, clock)
         health.register("storage", self.store)
         self.context = Context(
             reactor=reactor,

@@ -3,27 +3,37 @@
 from twisted.internet import defer
 
 
-def within(clock, seconds, waited):
+def answer_within(clock, seconds, waited, otherwise):
     """
-    A Deferred firing with True when C{waited} fires within C{seconds} on
-    C{clock}, or with False when the time runs out first.  C{waited} is not
-    cancelled, so work in progress may still finish; its result is consumed
-    (a failure counts as having finished: log it before passing it here).
+    A Deferred firing with C{waited}'s result if it comes within C{seconds}
+    on C{clock}, else with C{otherwise} when the time runs out; a late
+    result is then dropped.  C{waited} is not cancelled: work in progress
+    (a commit, say) may still finish.
     """
-    result = defer.Deferred()
+    answer = defer.Deferred()
 
     def expired():
-        if not result.called:
-            result.callback(False)
+        if not answer.called:
+            answer.callback(otherwise)
 
     timer = clock.callLater(seconds, expired)
 
-    def finished(outcome):
+    def arrived(result):
         if timer.active():
             timer.cancel()
-        if not result.called:
-            result.callback(True)
+        if not answer.called:
+            answer.callback(result)
         return None
 
-    waited.addBoth(finished)
-    return result
+    waited.addBoth(arrived)
+    return answer
+
+
+def within(clock, seconds, waited):
+    """
+    A Deferred firing with True when C{waited} fires within C{seconds} on
+    C{clock}, or with False when the time runs out first.  C{waited}'s
+    result is consumed (a failure counts as having finished: log it before
+    passing it here).
+    """
+    return answer_within(clock, seconds, waited.addBoth(lambda _: True), False)

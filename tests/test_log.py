@@ -332,16 +332,7 @@ def test_json_observer_writes_json_lines():
     assert (record["message"], record["cid"], record["system"]) == ("hi", "c", "test.obs")
 
 
-def test_observer_without_stream_appends_to_the_configured_file(tmp_path, monkeypatch):
-    opened = []
-
-    def recording_open(*args, **kwargs):
-        f = open(*args, **kwargs)
-        opened.append(f)
-        return f
-
-    # The log file stays open for the life of the process; record it to close it here.
-    monkeypatch.setattr("callcenter.log.open", recording_open, raising=False)
+def test_observer_without_stream_appends_to_the_configured_file(tmp_path):
     path = tmp_path / "callcenter.log"
     path.write_text("earlier line\n", encoding="utf-8")
     observer = make_observer(LogConfig(format="json", level="info", file=str(path)))
@@ -350,12 +341,16 @@ def test_observer_without_stream_appends_to_the_configured_file(tmp_path, monkey
     log.info("中文 message")
     log.debug("dropped")
 
-    for f in opened:
-        f.close()
-    assert len(opened) == 1
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "earlier line"
     assert [json.loads(line)["message"] for line in lines[1:]] == ["中文 message"]
+
+
+def test_a_new_log_file_is_private_to_owner_and_group(tmp_path):
+    path = tmp_path / "new.log"
+    observer = make_observer(LogConfig(format="text", level="info", file=str(path)))
+    Logger(namespace="test.file", observer=observer).info("caller 13800138000")
+    assert path.stat().st_mode & 0o777 == 0o640
 
 
 # correlation ids -----------------------------------------------------------

@@ -4,12 +4,15 @@ import pytest_twisted
 from prometheus_client import CONTENT_TYPE_LATEST
 from treq.testing import StubTreq
 from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from callcenter.health import FAILING, OK, Health, HealthRegistry
 from callcenter.interfaces import IHealthCheck
 from callcenter.metrics import Metrics
 from callcenter.web.operations import OperationsApp
+from outcomes import results_of
 
 
 def running(service):
@@ -28,9 +31,9 @@ class Reporting(Service):
         return self.answer
 
 
-def client(*services):
+def client(*services, clock=None):
     metrics = Metrics()
-    registry = HealthRegistry(metrics)
+    registry = HealthRegistry(metrics, clock or Clock(), timeout=5.0)
     for name, service in services:
         registry.register(name, service)
     app = OperationsApp(registry, metrics, "node-a")
@@ -75,6 +78,26 @@ def test_health_is_503_when_a_subsystem_fails_or_is_stopped():
         "web": {"state": "ok"},
     }
     assert metrics.registry.get_sample_value("callcenter_subsystem_up", {"subsystem": "sip"}) == 0
+
+
+def test_health_answers_even_when_a_check_hangs():
+    clock = Clock()
+    treq, _ = client(
+        ("stuck", running(Reporting(defer.Deferred()))),
+        ("web", running(Service())),
+        clock=clock,
+    )
+    pending = results_of(treq.get("http://x/health"))
+    clock.advance(4.9)
+    treq.flush()
+    assert pending == []
+    clock.advance(0.1)
+    treq.flush()
+    [response] = pending
+    assert response.code == 503
+    [body] = results_of(response.json())
+    assert body["subsystems"]["stuck"] == {"state": "failing", "error": "no answer within 5s"}
+    assert body["subsystems"]["web"] == {"state": "ok"}
 
 
 @pytest_twisted.inlineCallbacks
