@@ -11,12 +11,13 @@ from callcenter.errors import StartupError
 
 
 class _StreamListener(StreamServerEndpointService):
-    log = Logger()
     # Fail in privilegedStartService, before the reactor runs, not in a log line later.
     _raiseSynchronously = True
 
-    def __init__(self, endpoint, factory, description, where, what):
+    def __init__(self, endpoint, factory, description, where, what, table):
         super().__init__(endpoint, factory)
+        # Logged as the subsystem it serves: "[callcenter.web#info] HTTP listening on ..."
+        self.log = Logger(namespace=f"callcenter.{table}", source=self)
         self._description = description
         self._where = where
         self._what = what
@@ -44,4 +45,4 @@ def stream_listener(context, table, key, description, factory, what):
     @param what: what listens, for the log line (e.g. "HTTP").
     """
     endpoint = serverFromString(context.reactor, description)
-    return _StreamListener(endpoint, factory, description, context.config.where(table, key), what)
+    return _StreamListener(endpoint, factory, description, context.config.where(table, key), what, table)

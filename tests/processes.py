@@ -74,9 +74,9 @@ def callcenter(*args, cwd=None):
     )
 
 
-def twistd(config_path, cwd=None):
+def twistd(config_path, cwd=None, twistd_options=()):
     return ServerProcess(
-        [os.path.join(BIN, "twistd"), "--pidfile=", "-n", "callcenter", "--config", config_path],
+        [os.path.join(BIN, "twistd"), "--pidfile=", "-n", *twistd_options, "callcenter", "--config", config_path],
         cwd=cwd,
     )
 

@@ -222,3 +222,15 @@ def test_json_logs_are_one_object_per_line(tmp_path, db_url, servers):
     listening = [r for r in records if r["message"].startswith("HTTP listening on")]
     assert listening and listening[0]["level"] == "info"
     assert all({"time", "level", "system", "message"} <= set(r) for r in records)
+
+
+@pytest.mark.parametrize("reactor", ["asyncio", "poll"])
+def test_runs_on_the_reactor_twistd_is_told_to_use(tmp_path, db_url, servers, reactor):
+    """Nothing imports the reactor early, so twistd --reactor is obeyed."""
+    config = server_config(tmp_path / "callcenter.toml", db_url)
+    server = twistd(config, cwd=tmp_path, twistd_options=[f"--reactor={reactor}"])
+    servers(server)
+    status, health = get_json(server.http_port(), "/health")
+    assert (status, health["status"]) == (200, "ok")
+    assert server.terminate()
+    assert {"asyncio": "AsyncioSelectorReactor", "poll": "PollReactor"}[reactor] in server.output
