@@ -6,8 +6,7 @@ The file has one table per subsystem plus ``[storage]``, ``[log]`` and
 declared with L{setting}; everything is checked before anything starts, every
 problem is collected, and each is reported as one line::
 
-    etc/callcenter.toml: [web] listen: expected a Twisted server endpoint \
-such as "tcp:8080:interface=127.0.0.1", found "tcp:http" (invalid port)
+    etc/callcenter.toml: [storage] pool_size: expected an integer from 0 to 64, found "many"
 
 A subsystem runs when its table is present, unless the table says
 ``enabled = false``.
@@ -255,7 +254,8 @@ class LogConfig:
     file: str = setting(
         Text(),
         "-",
-        "Where logs go: - is standard output, else a file (rotated at 10 MB, ten kept, mode 0640); twistd --logfile overrides.",
+        "Where logs go: - is standard output, else a file (rotated at 10 MB, ten "
+        "kept, mode 0640); twistd --logfile overrides.",
     )
 
 
@@ -269,7 +269,8 @@ class ServerConfig:
     shutdown_timeout: float = setting(
         Number(0, 3600),
         10.0,
-        "Seconds SIGTERM waits for in-flight work before the store is closed anyway.",
+        "Seconds SIGTERM gives subsystems to finish their work, then as long again "
+        "for database transactions in flight, before closing regardless.",
     )
 
 

@@ -19,6 +19,17 @@ def test_check_config_accepts_a_good_file_and_changes_nothing(tmp_path):
     assert not (tmp_path / "var").exists()
 
 
+def test_check_config_without_probes_accepts_ports_in_use(tmp_path, db_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = server_config(tmp_path / "c.toml", db_url, web={"listen": f"tcp:{port}:interface=127.0.0.1"})
+        result = callcenter("check-config", "--no-probe", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{config}: ok (ports and database not probed; subsystems: web)\n"
+
+
 def test_check_config_reports_every_problem_one_line_each_with_status_2(tmp_path):
     config = write_config(
         tmp_path / "c.toml",
