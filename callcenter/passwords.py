@@ -25,11 +25,6 @@ def verify_password(stored_hash, secret):
         return False
 
 
-def needs_rehash(stored_hash):
-    """True when the hash was made with weaker parameters than today's."""
-    return _hasher.check_needs_rehash(stored_hash)
-
-
 def sip_ha1(username, realm, password, algorithm="MD5"):
     """
     H(username:realm:password), what SIP digest (RFC 3261 §22.4, RFC 8760)

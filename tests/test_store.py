@@ -38,6 +38,18 @@ def test_migrations_create_what_the_code_queries(database):
             assert columns[column.name]["nullable"] == column.nullable, (name, column.name)
 
 
+def test_every_migration_can_be_undone_and_redone(database):
+    import alembic.command
+
+    with database.engine.begin() as connection:
+        alembic.command.downgrade(database._alembic_config(connection), "base")
+    assert set(sa.inspect(database.engine).get_table_names()) <= {"alembic_version"}
+    assert database.current_revision() is None
+    database.upgrade()
+    assert database.current_revision() == database.head()
+    assert set(schema.metadata.tables) <= set(sa.inspect(database.engine).get_table_names())
+
+
 def test_a_committed_transaction_is_visible_and_returns_its_result(database):
     def insert(connection):
         connection.execute(
