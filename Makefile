@@ -16,7 +16,7 @@ TEST_DEBIAN_PACKAGES := postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { .ci/ensure-debian-packages python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
 # Editable in "compat" mode: twistd finds twisted/plugins/ through the
 # source tree only that way.
