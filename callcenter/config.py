@@ -20,6 +20,7 @@ import re
 import socket
 import tomllib
 from dataclasses import dataclass
+import typing
 from typing import Any, Mapping
 
 from twisted.python.failure import Failure
@@ -45,6 +46,11 @@ def show(value):
         return "a table"
     if isinstance(value, list):
         return "an array" if value else "an empty array"
+    if isinstance(value, HostPort):
+        return show(str(value))
+    if isinstance(value, tuple):
+        # Only defaults are tuples (TOML gives lists): show them as written.
+        return "[" + ", ".join(show(str(item)) for item in value) + "]"
     return str(value)
 
 
@@ -180,6 +186,15 @@ class ServerEndpoint(Kind):
             reactor.iterate(0)
 
 
+class HostPort(typing.NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
 class DatagramAddress(Kind):
     """``host:port`` for a UDP listener; the host must be a literal IP."""
 
@@ -198,7 +213,7 @@ class DatagramAddress(Kind):
             raise Mismatch()
         if not 0 <= port <= 65535:
             raise Mismatch("port out of range")
-        return (host, port)
+        return HostPort(host, port)
 
     def probe(self, value, reactor):
         host, port = value
@@ -208,6 +223,23 @@ class DatagramAddress(Kind):
                 s.bind((host, port))
             except OSError as e:
                 raise Mismatch(f"cannot listen: {e.strerror or e}")
+
+
+class NetworkList(Kind):
+    """An array of IP networks ("203.0.113.0/24", "2001:db8::/32", "192.0.2.7")."""
+
+    expected = 'an array of IP networks such as ["203.0.113.0/24"]'
+
+    def parse(self, value):
+        if not isinstance(value, (list, tuple)):
+            raise Mismatch()
+        networks = []
+        for item in value:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except (TypeError, ValueError):
+                raise Mismatch(f"not a network: {show(item)}")
+        return tuple(networks)
 
 
 def setting(kind, default=REQUIRED, help=""):

@@ -83,9 +83,9 @@ def test_db_upgrade_then_current(tmp_path, db_url):
     config = server_config(tmp_path / "c.toml", db_url)
     upgraded = callcenter("db", "upgrade", "--config", config)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.endswith("at schema revision 0001\n")
+    assert upgraded.stdout.endswith("at schema revision 0002\n")
     current = callcenter("db", "current", "--config", config)
-    assert current.stdout.endswith(": revision 0001, code head 0001\n")
+    assert current.stdout.endswith(": revision 0002, code head 0002\n")
 
 
 def test_a_database_from_a_newer_version_is_refused_by_check_config_and_twistd(tmp_path, db_url):

@@ -20,6 +20,7 @@ from callcenter.config import (
     CallcenterConfig,
     DatagramAddress,
     Flag,
+    HostPort,
     Integer,
     LogConfig,
     Mismatch,
@@ -51,7 +52,7 @@ class FakeConfig:
     verbose: bool = setting(Flag(), False, "A flag.")
     mode: str = setting(OneOf("fast", "slow"), "fast", "One of two words.")
     listen: str = setting(ServerEndpoint(ENDPOINT_EXAMPLE), "tcp:0:interface=127.0.0.1", "TCP.")
-    media: tuple = setting(DatagramAddress("127.0.0.1:5060"), ("127.0.0.1", 0), "UDP.")
+    media: tuple = setting(DatagramAddress("127.0.0.1:5060"), HostPort("127.0.0.1", 0), "UDP.")
 
 
 class FakeSubsystem:

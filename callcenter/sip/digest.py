@@ -331,8 +331,17 @@ class DigestVerifier:
     RFC 2069 form is refused unless C{allow_rfc2069} is set for old UAs.
     """
 
-    def __init__(self, realm, issuer, counts, opaque=None, allow_rfc2069=False):
+    def __init__(
+        self, realm, issuer, counts, opaque=None, allow_rfc2069=False, algorithms=SERVER_ALGORITHMS
+    ):
+        """
+        @param algorithms: the challenges offered, most preferred first
+            (RFC 8760 §2: a UAC takes the topmost it supports).  Some UAs
+            take the topmost without looking (SIPp 3.6 fails on SHA-256):
+            an operator with such phones puts MD5 first.
+        """
         self.realm = realm
+        self._algorithms = tuple(algorithms)
         self._issuer = issuer
         self._counts = counts
         self._opaque = opaque
@@ -340,12 +349,12 @@ class DigestVerifier:
 
     def challenge(self, stale=False):
         """
-        WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm,
-        SHA-256 first (RFC 8760 §2), sharing one fresh nonce.
+        WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm
+        in order of preference (RFC 8760 §2), sharing one fresh nonce.
         """
         nonce = self._issuer.issue()
         values = []
-        for algorithm in SERVER_ALGORITHMS:
+        for algorithm in self._algorithms:
             params = [
                 f"realm={_quote(self.realm)}",
                 f"nonce={_quote(nonce)}",
@@ -388,7 +397,7 @@ class DigestVerifier:
             raise _Refused("missing " + ", ".join(missing))
         if params["realm"] != self.realm:
             raise _Refused("realm mismatch", "realm mismatch")
-        if algorithm is None:
+        if algorithm is None or algorithm not in self._algorithms:
             raise _Refused("unsupported algorithm", "unsupported algorithm")
         qop_fields = self._qop_fields(params)
         # RFC 3261 §22.4: the uri parameter must be the Request-URI, or the

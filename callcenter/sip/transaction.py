@@ -250,6 +250,10 @@ class ServerTransaction(_Transaction):
         """
         response = status_or_response
         if isinstance(response, int):
+            if to_tag is None and response > 100:
+                # §8.2.6.2: every response but 100 carries a To tag; one that
+                # makes no dialog can take any fresh one.
+                to_tag = secrets.token_hex(6)
             response = make_response(self.request, response, reason, to_tag=to_tag)
         if self.state in ("completed", "confirmed", "accepted", "terminated"):
             self.log.warn(

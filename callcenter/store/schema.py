@@ -97,3 +97,17 @@ agents = sa.Table(
     sa.Column("role", sa.String(16), nullable=False, server_default="agent"),
     _created_at(),
 )
+
+sip_bindings = sa.Table(
+    "sip_bindings",
+    metadata,
+    sa.Column(
+        "aor", sa.String(32), sa.ForeignKey("sip_accounts.username", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("contact", sa.String(512), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("call_id", sa.String(255), nullable=False),
+    sa.Column("cseq", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String(80), nullable=False),
+    sa.Column("user_agent", sa.String(255)),
+)

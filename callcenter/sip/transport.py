@@ -1,0 +1,185 @@
+"""
+SIP over UDP and TCP (RFC 3261 §18): bytes in, messages to the transaction
+layer; messages out to where they must go.  Everything a hostile network
+can send ends here as a parsed message, a 400 answer, or a logged drop.
+"""
+
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.logger import Logger
+
+from callcenter.sip.guard import OK
+from callcenter.sip.message import SIPParseError, StreamFramer, make_response, parse_message
+
+# RFC 3261 §18.1.1 lets a UDP message be as large as the path allows; no real
+# SIP message comes near 64 KiB, and nothing larger fits a datagram anyway.
+MAX_MESSAGE_SIZE = 65535
+
+
+class DatagramDestination:
+    """A peer reached over our UDP socket."""
+
+    reliable = False
+
+    def __init__(self, protocol, address):
+        self._protocol = protocol
+        self.address = address
+
+    def send(self, data):
+        self._protocol.transport.write(data, self.address)
+
+    def __repr__(self):
+        return f"udp:{self.address[0]}:{self.address[1]}"
+
+
+class StreamDestination:
+    """A peer on one TCP connection: responses go back over it (§18.2.2)."""
+
+    reliable = True
+
+    def __init__(self, connection, address):
+        self._connection = connection
+        self.address = address
+
+    def send(self, data):
+        if self._connection.transport is not None and self._connection.connected:
+            self._connection.transport.write(data)
+
+    def __repr__(self):
+        return f"tcp:{self.address[0]}:{self.address[1]}"
+
+
+class SIPCore:
+    """
+    Between the wire and the transaction layer: police the source, parse,
+    stamp the top Via with where the request really came from (RFC 3261
+    §18.2.1, RFC 3581), answer malformed requests statelessly, and hand
+    everything else to the layer.
+    """
+
+    log = Logger()
+
+    def __init__(self, guard, layer=None, metrics=None):
+        self.guard = guard
+        self.layer = layer
+        self._metrics = metrics
+
+    def _count(self, outcome):
+        if self._metrics is not None:
+            self._metrics.labels(outcome).inc()
+
+    def send(self, message, destination, reliable=None):
+        """The transaction layer's C{send}."""
+        destination.send(message.to_bytes())
+
+    def admit(self, host):
+        if self.guard.admit(host) == OK:
+            return True
+        self._count("dropped")
+        return False
+
+    def datagram_received(self, data, destination):
+        if not self.admit(destination.address[0]):
+            return
+        try:
+            message = parse_message(data)
+        except SIPParseError as error:
+            self.parse_failed(error, destination)
+            return
+        self.message_received(message, destination)
+
+    def parse_failed(self, error, destination):
+        self._count("malformed")
+        request = error.message
+        self.log.info(
+            "malformed SIP from {source}: {reason}", source=repr(destination), reason=error.reason
+        )
+        if request is None or request.method == "ACK":
+            return  # Nothing to answer with, or nothing may answer an ACK.
+        try:
+            destination.send(make_response(request, error.status, error.reason).to_bytes())
+        except Exception:
+            self.log.failure("cannot answer malformed SIP from {source}", source=repr(destination))
+
+    def message_received(self, message, destination):
+        self._count("accepted")
+        if hasattr(message, "method"):
+            reply_to = self._stamp_via(message, destination)
+            self.layer.request_received(message, reply_to, destination.reliable)
+        else:
+            self.layer.response_received(message, destination)
+
+    def _stamp_via(self, request, destination):
+        """
+        Record the real source in the top Via (received, rport) and return
+        where responses must go: over the same connection for TCP; for UDP
+        to the source port when the client asked for rport (RFC 3581 §4),
+        else to the source address and the Via's port (§18.2.2).
+        """
+        host, port = destination.address
+        vias = request.vias
+        top = vias[0]
+        rport_asked = "rport" in top.params
+        if top.host != host or rport_asked:
+            top.params["received"] = host
+        if rport_asked:
+            top.params["rport"] = str(port)
+        values = [str(via) for via in vias]
+        request.headers.remove("Via")
+        for value in values:
+            request.headers.add("Via", value)
+        if destination.reliable or rport_asked:
+            return destination
+        return DatagramDestination(destination._protocol, (host, top.port or 5060))
+
+
+class SIPDatagramProtocol(DatagramProtocol):
+    def __init__(self, core):
+        self.core = core
+
+    def datagramReceived(self, data, address):
+        self.core.datagram_received(data, DatagramDestination(self, address))
+
+
+class SIPStreamProtocol(Protocol):
+    log = Logger()
+
+    def __init__(self, core):
+        self.core = core
+        self.framer = StreamFramer(MAX_MESSAGE_SIZE)
+
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.destination = StreamDestination(self, (peer.host, peer.port))
+
+    def dataReceived(self, data):
+        pings = self.framer.keepalives
+        try:
+            messages = self.framer.feed(data)
+        except SIPParseError as error:
+            for message in getattr(error, "complete", []):
+                self._deliver(message)
+            self.core.parse_failed(error, self.destination)
+            if self.framer.broken:
+                # The stream is out of step: nothing after this can be framed.
+                self.transport.loseConnection()
+            return
+        if self.framer.keepalives > pings:
+            # RFC 5626 §3.5.1: a CRLFCRLF ping is answered with a CRLF pong.
+            self.transport.write(b"\r\n" * (self.framer.keepalives - pings))
+        for message in messages:
+            self._deliver(message)
+
+    def _deliver(self, message):
+        # Policed per message, not per read: TCP splits and joins at will.
+        if self.core.admit(self.destination.address[0]):
+            self.core.message_received(message, self.destination)
+
+
+class SIPStreamFactory(Factory):
+    def __init__(self, core):
+        self.core = core
+
+    def buildProtocol(self, address):
+        protocol = SIPStreamProtocol(self.core)
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,1 @@
+"""The telephony subsystem: SIP signalling and (to come) the media engine, wired together."""

@@ -1,0 +1,73 @@
+"""Wiring of the telephony subsystem: listeners, transaction layer, registrar."""
+
+import os
+
+from prometheus_client import Counter
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from callcenter.health import OK, Health
+from callcenter.interfaces import IHealthCheck
+from callcenter.listeners import datagram_listener, stream_listener
+from callcenter.sip.digest import DigestVerifier, NonceCounts, NonceIssuer
+from callcenter.sip.dispatch import RequestDispatcher
+from callcenter.sip.guard import SourceGuard
+from callcenter.sip.registrar import Registrar, RegistrationPolicy
+from callcenter.sip.transaction import TransactionLayer
+from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory
+
+PURGE_INTERVAL = 60
+
+
+@implementer(IHealthCheck)
+class TelephonyService(MultiService):
+    log = Logger()
+
+    def __init__(self, config, context):
+        super().__init__()
+        clock = context.clock
+        self.guard = SourceGuard(
+            clock,
+            max_failures=config.max_auth_failures,
+            block_for=config.block_seconds,
+            rate=config.request_rate,
+            burst=config.request_burst,
+            allow=config.trusted_networks,
+        )
+        # One secret per process: a node's nonces are its own.  Several nodes
+        # behind Kamailio would share one (a later issue).
+        issuer = NonceIssuer(os.urandom(32), clock, config.nonce_lifetime)
+        verifier = DigestVerifier(
+            config.realm, issuer, NonceCounts(clock), algorithms=config.digest_algorithms
+        )
+        policy = RegistrationPolicy(config.default_expires, config.min_expires, config.max_expires)
+        self.registrar = Registrar(context.store, clock, verifier, self.guard, policy)
+        packets = Counter(
+            "callcenter_sip_messages",
+            "SIP messages received, by outcome (accepted, malformed, dropped).",
+            ["outcome"],
+            registry=context.metrics.registry,
+        )
+        self.core = SIPCore(self.guard, metrics=packets)
+        self.layer = TransactionLayer(clock, self.core.send, RequestDispatcher(self.registrar))
+        self.core.layer = self.layer
+        datagram_listener(
+            context, "telephony", "udp", config.udp, SIPDatagramProtocol(self.core), "SIP/UDP"
+        ).setServiceParent(self)
+        stream_listener(
+            context, "telephony", "tcp", config.tcp, SIPStreamFactory(self.core), "SIP/TCP"
+        ).setServiceParent(self)
+        purge = TimerService(PURGE_INTERVAL, self._purge)
+        purge.clock = clock
+        purge.setServiceParent(self)
+
+    def _purge(self):
+        # A failure is logged and the next round tries again.
+        return self.registrar.purge_expired().addErrback(
+            lambda f: self.log.failure("purging expired registrations failed", f)
+        )
+
+    def check_health(self):
+        return Health(OK, {"transactions": len(self.layer), "blocked_sources": len(self.guard.blocked_sources())})
