@@ -225,6 +225,16 @@ class DatagramAddress(Kind):
                 raise Mismatch(f"cannot listen: {e.strerror or e}")
 
 
+class IPAddress(Kind):
+    expected = 'an IP address such as "192.0.2.10"'
+
+    def parse(self, value):
+        try:
+            return str(ipaddress.ip_address(value))
+        except (TypeError, ValueError):
+            raise Mismatch()
+
+
 class NetworkList(Kind):
     """An array of IP networks ("203.0.113.0/24", "2001:db8::/32", "192.0.2.7")."""
 
@@ -242,15 +252,17 @@ class NetworkList(Kind):
         return tuple(networks)
 
 
-def setting(kind, default=REQUIRED, help=""):
+def setting(kind, default=REQUIRED, help="", shown=None):
     """
     Declare one key of a config table as a dataclass field.
 
     @param kind: a L{Kind} saying what the key may hold.
     @param default: its value when the key is absent; required if omitted.
     @param help: one sentence for the configuration reference.
+    @param shown: how the reference shows the default, when C{show} cannot
+        tell (e.g. an empty table held as an empty tuple).
     """
-    return dataclasses.field(default=default, metadata={"kind": kind, "help": help})
+    return dataclasses.field(default=default, metadata={"kind": kind, "help": help, "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -469,6 +481,6 @@ def reference(subsystems):
             if field.default is REQUIRED:
                 default = "required"
             else:
-                default = f"default ``{show(field.default)}``"
+                default = f"default ``{field.metadata.get('shown') or show(field.default)}``"
             out += [f"``{field.name}``", f"    {kind.expected}, {default}.  {field.metadata['help']}", ""]
     return "\n".join(out)

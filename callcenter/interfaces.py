@@ -88,3 +88,42 @@ class IEventBus(Interface):
 
         @return: an object with a C{cancel()} method that unsubscribes.
         """
+
+
+class IChannel(Interface):
+    """
+    One call's leg as the applications (IVR, ACD, fax) see it, whatever the
+    signalling underneath (SIP here, Asterisk FastAGI later).  Operations
+    return Deferreds; a call that ends makes pending ones fire with what they
+    have (C{play} with False, C{collect_digits} with the digits so far).
+    """
+
+    call_id = Attribute("The signalling's call id.")
+    correlation_id = Attribute("The id logs, orders and audits of this call carry.")
+    caller = Attribute("A callcenter.telephony.callerid.CallerID: who called.")
+    dialled = Attribute("The number dialled, as the caller dialled it.")
+    codec = Attribute("The call's audio format (callcenter.sip.sdp.AudioFormat): prompts are encoded in it.")
+    ended = Attribute("A Deferred firing with the hang-up reason when the call ends.")
+
+    def answer():
+        """Answer (200 OK with media).  Fires when the caller has ACKed."""
+
+    def play(frames):
+        """
+        Play pre-encoded audio (a list of 20 ms payloads in the call's codec,
+        see callcenter.media.wavfile.load_prompt).  Fires True when played
+        to the end, False when stopped, replaced or the call ended.
+        """
+
+    def stop_playing():
+        """Stop what is playing."""
+
+    def collect_digits(maximum, first_timeout, inter_digit_timeout, terminators="#"):
+        """
+        Collect DTMF digits (RFC 4733, SIP INFO or in-band, each key press
+        once) until C{maximum} digits, a terminator (not included) or a
+        timeout.  Fires with the digits (possibly empty).
+        """
+
+    def hangup(reason="normal"):
+        """End the call (BYE, or a final error response if not answered)."""

@@ -6,6 +6,7 @@ from zope.interface import implementer
 from callcenter.config import (
     DatagramAddress,
     HostPort,
+    IPAddress,
     Integer,
     Kind,
     Mismatch,
@@ -14,8 +15,30 @@ from callcenter.config import (
     ServerEndpoint,
     Text,
     setting,
+    show,
 )
 from callcenter.interfaces import ISubsystem
+
+
+class RouteTable(Kind):
+    """
+    Dialled numbers and what answers them: a table such as
+    C{{"9196" = "echo", "9197" = "tone"}}.  Held as sorted (number, target)
+    pairs, since settings are frozen.
+    """
+
+    targets = ("echo", "tone")
+    expected = 'a table of dialled numbers to "echo" or "tone", such as {"9196" = "echo"}'
+
+    def parse(self, value):
+        if not isinstance(value, dict):
+            raise Mismatch()
+        for number, target in value.items():
+            if not number or not all(c in "0123456789*#+" for c in number):
+                raise Mismatch(f"not a dialable number: {show(number)}")
+            if target not in self.targets:
+                raise Mismatch(f"unknown target {show(target)} for {number}")
+        return tuple(sorted(value.items()))
 
 
 class AlgorithmList(Kind):
@@ -47,10 +70,11 @@ class TelephonyConfig:
     )
     digest_algorithms: tuple = setting(
         AlgorithmList(),
-        ("MD5", "SHA-256"),
-        "Digest challenges offered, preferred first (RFC 8760).  MD5 first by default: "
-        "many phones and SIPp answer the topmost challenge whatever it is; put SHA-256 "
-        "first when every phone supports it.",
+        ("MD5",),
+        "Digest challenges offered, preferred first (RFC 8760).  MD5 alone by default: "
+        "phones in the field break on a SHA-256 challenge (baresip 1.0 gives up when it "
+        "sees one, SIPp 3.6 answers the topmost whatever it is); offer "
+        '["SHA-256", "MD5"] once every phone copes.',
     )
     nonce_lifetime: int = setting(
         Integer(30, 3600), 300, "Seconds a digest nonce is good for before the phone must take a new one."
@@ -66,6 +90,20 @@ class TelephonyConfig:
     trusted_networks: tuple = setting(
         NetworkList(), (), "Sources never throttled or blocked: the carrier's trunk, our Kamailio."
     )
+    routes: tuple = setting(
+        RouteTable(),
+        (),
+        "Public service numbers, answered for any caller, as a carrier delivers them.",
+        shown="{}",
+    )
+    media_address: str = setting(
+        IPAddress(), "127.0.0.1", "The IP address RTP uses, bound and written in SDP."
+    )
+    rtp_port_min: int = setting(Integer(1024, 65534), 20000, "Lowest RTP port (even).")
+    rtp_port_max: int = setting(Integer(1025, 65535), 29999, "Highest RTP port.")
+    media_timeout: float = setting(
+        Number(5, 3600), 30.0, "Seconds without RTP from a caller (not on hold) before the call is ended."
+    )
     min_expires: int = setting(Integer(1, 86400), 60, "Shortest registration accepted (423 below it).")
     max_expires: int = setting(Integer(1, 86400), 7200, "Longest registration granted.")
     default_expires: int = setting(
@@ -76,7 +114,7 @@ class TelephonyConfig:
 @implementer(IPlugin, ISubsystem)
 class TelephonySubsystem:
     name = "telephony"
-    description = "SIP over UDP and TCP: registrar with digest authentication (calls and media to come)"
+    description = "SIP over UDP and TCP: registrar with digest authentication, calls to service numbers with RTP media"
     config_schema = TelephonyConfig
 
     def makeService(self, config, context):

@@ -27,6 +27,11 @@ class DatagramDestination:
     def send(self, data):
         self._protocol.transport.write(data, self.address)
 
+    def local(self):
+        """Our end: (transport, host, port), for Via and Contact."""
+        host = self._protocol.transport.getHost()
+        return "UDP", host.host, host.port
+
     def __repr__(self):
         return f"udp:{self.address[0]}:{self.address[1]}"
 
@@ -43,6 +48,10 @@ class StreamDestination:
     def send(self, data):
         if self._connection.transport is not None and self._connection.connected:
             self._connection.transport.write(data)
+
+    def local(self):
+        host = self._connection.transport.getHost()
+        return "TCP", host.host, host.port
 
     def __repr__(self):
         return f"tcp:{self.address[0]}:{self.address[1]}"

@@ -1,5 +1,6 @@
 """Wiring of the telephony subsystem: listeners, transaction layer, registrar."""
 
+import ipaddress
 import os
 
 from prometheus_client import Counter
@@ -11,12 +12,15 @@ from zope.interface import implementer
 from callcenter.health import OK, Health
 from callcenter.interfaces import IHealthCheck
 from callcenter.listeners import datagram_listener, stream_listener
+from callcenter.media.engine import MediaEngine
+from callcenter.sip.calls import Calls
 from callcenter.sip.digest import DigestVerifier, NonceCounts, NonceIssuer
 from callcenter.sip.dispatch import RequestDispatcher
 from callcenter.sip.guard import SourceGuard
 from callcenter.sip.registrar import Registrar, RegistrationPolicy
 from callcenter.sip.transaction import TransactionLayer
 from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory
+from callcenter.telephony.apps import APPLICATIONS
 
 PURGE_INTERVAL = 60
 
@@ -51,7 +55,34 @@ class TelephonyService(MultiService):
             registry=context.metrics.registry,
         )
         self.core = SIPCore(self.guard, metrics=packets)
-        self.layer = TransactionLayer(clock, self.core.send, RequestDispatcher(self.registrar))
+        self.media = MediaEngine(
+            context.reactor,
+            clock,
+            host=config.media_address,
+            port_range=(config.rtp_port_min, config.rtp_port_max),
+            inactivity_timeout=config.media_timeout,
+            # Tone detection costs ~10x the rest of a call's media work:
+            # only for far ends that send no RFC 4733 events.
+            inband_dtmf="auto",
+        )
+        routes = dict(config.routes)
+        trusted = config.trusted_networks
+
+        def route(number):
+            return APPLICATIONS.get(routes.get(number))
+
+        def local_address(destination):
+            transport, host, port = destination.local()
+            if ipaddress.ip_address(host).is_unspecified:
+                host = config.media_address  # Listening on every address: say the one we use.
+            return transport, host, port
+
+        def is_trusted(host):
+            return any(ipaddress.ip_address(host) in network for network in trusted)
+
+        self.layer = TransactionLayer(clock, self.core.send, None)
+        self.calls = Calls(self.layer, clock, self.media, config.media_address, route, local_address)
+        self.layer.user = RequestDispatcher(self.registrar, self.calls, is_trusted)
         self.core.layer = self.layer
         datagram_listener(
             context, "telephony", "udp", config.udp, SIPDatagramProtocol(self.core), "SIP/UDP"
@@ -63,6 +94,20 @@ class TelephonyService(MultiService):
         purge.clock = clock
         purge.setServiceParent(self)
 
+    def startService(self):
+        self.media.start()
+        super().startService()
+
+    def stopService(self):
+        # Calls end with a BYE rather than with silence.
+        self.calls.hangup_all("shutdown")
+        d = super().stopService()
+
+        def listeners_stopped(result):
+            return self.media.stop().addCallback(lambda _: result)
+
+        return d.addBoth(listeners_stopped)
+
     def _purge(self):
         # A failure is logged and the next round tries again.
         return self.registrar.purge_expired().addErrback(
@@ -70,4 +115,11 @@ class TelephonyService(MultiService):
         )
 
     def check_health(self):
-        return Health(OK, {"transactions": len(self.layer), "blocked_sources": len(self.guard.blocked_sources())})
+        return Health(
+            OK,
+            {
+                "calls": len(self.calls),
+                "transactions": len(self.layer),
+                "blocked_sources": len(self.guard.blocked_sources()),
+            },
+        )

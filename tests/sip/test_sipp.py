@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from postgres import free_port
 from processes import DEADLINE, callcenter, get_json, server_config, twistd
 
+SIPP_MEDIA = "/usr/share/sip-tester"
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 ETC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc")
 
@@ -29,7 +30,11 @@ def server(tmp_path, db_url):
     config = server_config(
         tmp_path / "callcenter.toml",
         db_url,
-        telephony={"udp": "127.0.0.1:0", "tcp": "tcp:0:interface=127.0.0.1"},
+        telephony={
+            "udp": "127.0.0.1:0",
+            "tcp": "tcp:0:interface=127.0.0.1",
+            "routes": {"9196": "echo", "9197": "tone"},
+        },
     )
     loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
     assert loaded.returncode == 0, loaded.stderr
@@ -41,16 +46,27 @@ def server(tmp_path, db_url):
 
 
 def sipp(tmp_path, port, scenario, *options, transport="u1", final=None):
-    """Run one SIPp call of C{scenario}; returns its exit status (0: all went as scripted)."""
-    path = os.path.join(SCENARIOS, scenario)
+    """
+    Run one SIPp call of C{scenario} (a file in scenarios/, or "builtin:NAME"
+    for one of SIPp's own); returns its exit status (0: all went as scripted).
+    """
+    if scenario.startswith("builtin:"):
+        scenario_options = ["-sn", scenario.split(":", 1)[1]]
+        # uac_pcap plays pcap/g711a.pcap, relative to where SIPp runs.
+        if not (tmp_path / "pcap").exists():
+            (tmp_path / "pcap").symlink_to(SIPP_MEDIA)
+    else:
+        scenario_options = ["-sf", os.path.join(SCENARIOS, scenario)]
     if final is not None:
+        path = os.path.join(SCENARIOS, scenario)
         with open(path) as f:
             text = f.read().replace("FINAL", str(final))
         path = tmp_path / f"{final}-{scenario}"
         path.write_text(text)
+        scenario_options = ["-sf", str(path)]
     command = [
-        "sipp", f"127.0.0.1:{port}", "-sf", str(path), "-m", "1",
-        "-i", "127.0.0.1", "-bind_local", "-ci", "127.0.0.1", "-nostdin",
+        "sipp", f"127.0.0.1:{port}", *scenario_options, "-m", "1",
+        "-i", "127.0.0.1", "-mi", "127.0.0.1", "-bind_local", "-ci", "127.0.0.1", "-nostdin",
         "-p", str(free_port()), "-t", transport,
         "-timeout", "20", "-timeout_error", "-trace_err",
         *options,
@@ -96,3 +112,21 @@ def test_a_wrong_password_is_refused_and_a_scanner_gets_blocked(tmp_path, server
 
 def test_options_ping_is_answered(tmp_path, server):
     assert sipp(tmp_path, server.udp, "options.xml") == 0
+
+
+def test_sipp_calls_the_echo_test_with_rtp_audio_and_hangs_up(tmp_path, server):
+    """SIPp's own uac_pcap: INVITE, 200, ACK, 7 s of A-law audio from a pcap, BYE."""
+    assert sipp(tmp_path, server.udp, "builtin:uac_pcap", "-s", "9196") == 0
+    server.process.wait_for(r"answered 9196 from sipp \(PCMA\)")
+    server.process.wait_for(r"call ended: caller hung up")
+    status, health = get_json(server.http, "/health")
+    assert health["subsystems"]["telephony"]["calls"] == 0
+
+
+def test_sipp_calls_the_tone_extension(tmp_path, server):
+    assert sipp(tmp_path, server.udp, "builtin:uac", "-s", "9197") == 0
+    server.process.wait_for(r"answered 9197 from sipp \(PCMU\)")
+
+
+def test_a_call_to_an_unknown_number_is_404(tmp_path, server):
+    assert sipp(tmp_path, server.udp, "invite_404.xml", "-s", "5555") == 0

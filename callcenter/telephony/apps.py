@@ -1,0 +1,36 @@
+"""
+Built-in telephony applications: what the echo test and tone extensions do.
+Each takes an IChannel and returns (a Deferred) when the call should end.
+"""
+
+from twisted.internet import defer
+
+from callcenter.media import g711
+from callcenter.media.tones import tone_frames
+
+ENCODERS = {"PCMU": g711.linear_to_ulaw, "PCMA": g711.linear_to_alaw}
+SILENCE = {"PCMU": bytes([g711.ULAW_SILENCE]) * 160, "PCMA": bytes([g711.ALAW_SILENCE]) * 160}
+
+
+@defer.inlineCallbacks
+def echo_test(channel):
+    """Everything the caller says comes straight back: tests a line's audio both ways."""
+    yield channel.answer()
+    channel.echo()
+    yield channel.ended
+
+
+@defer.inlineCallbacks
+def tone_test(channel):
+    """A 1 kHz tone, one second on, one second off, until the caller hangs up."""
+    yield channel.answer()
+    encoding = channel.codec.encoding
+    tone = [ENCODERS[encoding](frame) for frame in tone_frames((1000,), 1000, 8000)]
+    second_of_silence = [SILENCE[encoding]] * 50
+    while not channel.ended.called:
+        played = yield channel.play(tone + second_of_silence)
+        if not played:
+            break
+
+
+APPLICATIONS = {"echo": echo_test, "tone": tone_test}

@@ -1,0 +1,387 @@
+"""
+Incoming calls through the real transaction layer and dispatcher, on a fake
+clock, with a stand-in media engine: the SIP side of answering, ending,
+cancelling, holding, DTMF and the applications' safety net.
+"""
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from callcenter.sip.calls import Calls
+from callcenter.sip.dispatch import RequestDispatcher
+from callcenter.sip.message import Request
+from callcenter.sip.sdp import SessionDescription
+from callcenter.sip.transaction import Timers, TransactionLayer, new_branch
+from callcenter.telephony.apps import APPLICATIONS
+
+PHONE = ("192.0.2.10", 5062)
+
+OFFER = (
+    "v=0\r\no=phone 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+)
+
+
+class FakeSession:
+    """
+    Stands in for a MediaSession (callcenter.media.session): records what
+    the call layer asks of the media, lets the test fire media events.
+    """
+
+    def __init__(self, port):
+        self.local_port = port
+        self.remote = None
+        self.held = None
+        self.echoing = False
+        self.closed = False
+        self.plays = []
+        self.dtmf_received = None
+        self.inactive = None
+
+    def set_remote(self, address, port, codec):
+        self.remote = (address, port, codec.encoding)
+
+    def hold(self, on):
+        self.held = on
+
+    def echo(self):
+        self.echoing = True
+
+    def play(self, frames):
+        d = defer.Deferred()
+        self.plays.append((frames, d))
+        return d
+
+    def stop_playing(self):
+        for _, d in self.plays:
+            if not d.called:
+                d.callback(False)
+
+    def close(self):
+        self.closed = True
+        self.stop_playing()
+
+
+class FakeEngine:
+    def __init__(self):
+        self.sessions = []
+
+    def open_session(self):
+        session = FakeSession(30000 + 2 * len(self.sessions))
+        self.sessions.append(session)
+        return session
+
+
+class Wire:
+    def __init__(self):
+        self.sent = []
+
+    def __call__(self, message, destination, reliable):
+        self.sent.append(message)
+
+    def take(self):
+        sent, self.sent = self.sent, []
+        return sent
+
+
+class Destination:
+    reliable = False
+    address = PHONE
+
+    def local(self):
+        return "UDP", "127.0.0.1", 5060
+
+    def __repr__(self):
+        return "udp:192.0.2.10:5062"
+
+
+class Registrar:
+    def register(self, transaction, request, source):
+        raise AssertionError("no REGISTER in these tests")
+
+
+class Phone:
+    """The calling side, building requests of one call."""
+
+    def __init__(self, number, body=OFFER, call_id="call-1@phone"):
+        self.number, self.body, self.call_id = number, body, call_id
+        self.cseq = 1
+        self.invite = None
+        self.to_tag = None
+
+    def _request(self, method, cseq, branch=None, to_tag=None, body=b"", content_type=None, extra=()):
+        request = Request(method, f"sip:{self.number}@127.0.0.1")
+        request.headers.add("Via", f"SIP/2.0/UDP 192.0.2.10:5062;branch={branch or new_branch()};rport")
+        request.headers.add("Max-Forwards", "70")
+        request.headers.add("From", '"Zhang Wei" <sip:13800138001@192.0.2.10>;tag=caller')
+        request.headers.add("To", f"<sip:{self.number}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else ""))
+        request.headers.add("Call-ID", self.call_id)
+        request.headers.add("CSeq", f"{cseq} {method}")
+        request.headers.add("Contact", "<sip:13800138001@192.0.2.10:5062>")
+        for name, value in extra:
+            request.headers.add(name, value)
+        if body:
+            request.headers.add("Content-Type", content_type or "application/sdp")
+            request.body = body if isinstance(body, bytes) else body.encode()
+        return request
+
+    def make_invite(self, extra=()):
+        self.invite = self._request("INVITE", 1, body=self.body, extra=extra)
+        return self.invite
+
+    def ack(self):
+        return self._request("ACK", 1, to_tag=self.to_tag)
+
+    def cancel(self):
+        return self._request("CANCEL", 1, branch=self.invite.vias[0].branch)
+
+    def in_dialog(self, method, body=b"", content_type=None, cseq=None):
+        self.cseq = cseq if cseq is not None else self.cseq + 1
+        return self._request(method, self.cseq, to_tag=self.to_tag, body=body, content_type=content_type)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def wire():
+    return Wire()
+
+
+@pytest.fixture
+def engine():
+    return FakeEngine()
+
+
+@pytest.fixture
+def applications():
+    return dict(APPLICATIONS)
+
+
+@pytest.fixture
+def switch(clock, wire, engine, applications):
+    layer = TransactionLayer(clock, wire, None, Timers())
+    routes = {"9196": "echo", "9197": "tone", "9300": "wait", "9301": "broken", "9302": "digits"}
+    calls = Calls(
+        layer, clock, engine, "127.0.0.1", lambda n: applications.get(routes.get(n)), lambda d: d.local()
+    )
+    trusted = {"203.0.113.1"}
+    layer.user = RequestDispatcher(Registrar(), calls, lambda host: host in trusted)
+    return layer, calls
+
+
+def send(switch, request, source=None):
+    layer, _ = switch
+    destination = Destination()
+    if source is not None:
+        destination.address = source
+    layer.request_received(request, destination, False)
+
+
+def statuses(messages):
+    return [getattr(m, "status", m.method if hasattr(m, "method") else None) for m in messages]
+
+
+def answered_call(switch, wire, number="9196"):
+    phone = Phone(number)
+    send(switch, phone.make_invite())
+    sent = wire.take()
+    [ok] = [m for m in sent if getattr(m, "status", None) == 200]
+    phone.to_tag = ok.to_addr.tag
+    send(switch, phone.ack())
+    return phone, ok
+
+
+def test_a_call_to_an_unknown_number_is_not_found(switch, wire):
+    send(switch, Phone("0000").make_invite())
+    assert statuses(wire.take()) == [100, 404]
+
+
+def test_the_echo_test_answers_with_an_sdp_answer_and_echoes_after_the_ack(switch, wire, engine):
+    phone = Phone("9196")
+    send(switch, phone.make_invite())
+    sent = wire.take()
+    assert statuses(sent) == [100, 200]
+    ok = sent[1]
+    answer = SessionDescription.parse(ok.body)
+    [audio] = answer.media
+    assert (audio.port, audio.formats) == (30000, ["0", "101"])
+    assert ok.headers.get("Content-Type") == "application/sdp"
+    assert ok.headers.get("Contact") == "<sip:callcenter@127.0.0.1:5060>"
+    [session] = engine.sessions
+    assert session.remote == ("192.0.2.10", 40000, "PCMU")
+    assert not session.echoing  # not before the ACK
+    phone.to_tag = ok.to_addr.tag
+    send(switch, phone.ack())
+    assert session.echoing
+
+
+def test_the_caller_hangs_up(switch, wire, engine):
+    layer, calls = switch
+    phone, _ = answered_call(switch, wire)
+    send(switch, phone.in_dialog("BYE"))
+    assert statuses(wire.take()) == [200]
+    assert engine.sessions[0].closed
+    assert len(calls) == 0
+
+
+def test_no_common_codec_is_488_and_the_media_port_is_released(switch, wire, engine):
+    g729_only = OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 18").replace("a=rtpmap:101", "a=x-unused:101")
+    send(switch, Phone("9196", body=g729_only).make_invite())
+    sent = wire.take()
+    assert statuses(sent) == [100, 488]
+    assert sent[1].headers.get("Warning").startswith("305 callcenter")
+    assert engine.sessions[0].closed
+
+
+def test_an_invite_without_an_offer_is_refused(switch, wire):
+    send(switch, Phone("9196", body="").make_invite())
+    assert statuses(wire.take()) == [100, 488]
+
+
+def test_cancel_before_the_answer(switch, wire, engine, applications):
+    applications["wait"] = lambda channel: channel.ended
+    phone = Phone("9300")
+    send(switch, phone.make_invite())
+    wire.take()
+    send(switch, phone.cancel())
+    sent = wire.take()
+    assert sorted((m.status, m.cseq[1]) for m in sent) == [(200, "CANCEL"), (487, "INVITE")]
+    assert engine.sessions[0].closed
+
+
+def test_a_200_never_acked_is_ended_with_a_bye(switch, wire, engine, clock):
+    phone = Phone("9196")
+    send(switch, phone.make_invite())
+    wire.take()
+    clock.advance(32.1)
+    byes = [m for m in wire.take() if getattr(m, "method", None) == "BYE"]
+    assert len(byes) == 1
+    assert engine.sessions[0].closed
+
+
+def test_our_bye_is_addressed_within_the_dialog(switch, wire, engine, applications):
+    finish = defer.Deferred()
+
+    @defer.inlineCallbacks
+    def answer_then_finish(channel):
+        yield channel.answer()
+        yield finish
+
+    applications["wait"] = answer_then_finish
+    phone, ok = answered_call(switch, wire, "9300")
+    finish.callback(None)
+    [bye] = wire.take()
+    assert bye.method == "BYE"
+    assert bye.uri == "sip:13800138001@192.0.2.10:5062"  # the caller's Contact
+    assert bye.from_addr.tag == ok.to_addr.tag
+    assert bye.to_addr.tag == "caller"
+    assert bye.cseq == (1, "BYE")
+    assert bye.call_id == phone.call_id
+    assert engine.sessions[0].closed
+
+
+def test_hold_and_resume_by_reinvite(switch, wire, engine):
+    phone, _ = answered_call(switch, wire)
+    session = engine.sessions[0]
+    send(switch, phone.in_dialog("INVITE", body=OFFER + "a=sendonly\r\n"))
+    sent = wire.take()
+    ok = [m for m in sent if getattr(m, "status", None) == 200][0]
+    answer = SessionDescription.parse(ok.body)
+    assert answer.media[0].direction == "recvonly"
+    assert session.held is True
+    phone.to_tag = ok.to_addr.tag
+    send(switch, phone.in_dialog("INVITE", body=OFFER.replace("o=phone 1 1", "o=phone 1 3")))
+    ok = [m for m in wire.take() if getattr(m, "status", None) == 200][0]
+    assert SessionDescription.parse(ok.body).media[0].direction in (None, "sendrecv")
+    assert session.held is False
+
+
+def test_dtmf_by_sip_info_and_rtp_is_collected_once_per_key(switch, wire, engine, applications, clock):
+    collected = []
+
+    @defer.inlineCallbacks
+    def collect(channel):
+        yield channel.answer()
+        digits = yield channel.collect_digits(4, first_timeout=5, inter_digit_timeout=3)
+        collected.append(digits)
+
+    applications["digits"] = collect
+    phone, _ = answered_call(switch, wire, "9302")
+    session = engine.sessions[0]
+    send(switch, phone.in_dialog("INFO", body="Signal=5\r\nDuration=160\r\n", content_type="application/dtmf-relay"))
+    session.dtmf_received("5")  # the same key press arriving by RTP too
+    clock.advance(0.5)
+    session.dtmf_received("1")
+    send(switch, phone.in_dialog("INFO", body="8", content_type="application/dtmf"))
+    session.dtmf_received("#")
+    assert collected == ["518"]
+
+
+def test_collecting_digits_times_out(switch, wire, engine, applications, clock):
+    collected = []
+
+    @defer.inlineCallbacks
+    def collect(channel):
+        yield channel.answer()
+        collected.append((yield channel.collect_digits(6, first_timeout=5, inter_digit_timeout=3)))
+        collected.append((yield channel.collect_digits(6, first_timeout=5, inter_digit_timeout=3)))
+
+    applications["digits"] = collect
+    answered_call(switch, wire, "9302")
+    session = engine.sessions[0]
+    clock.advance(5.1)  # nothing typed
+    session.dtmf_received("9")
+    clock.advance(2.9)
+    session.dtmf_received("8")
+    clock.advance(3.1)  # the caller stopped typing
+    assert collected == ["", "98"]
+
+
+def test_an_application_that_fails_still_ends_the_call(switch, wire, engine, applications):
+    def broken(channel):
+        raise RuntimeError("bug")
+
+    applications["broken"] = broken
+    send(switch, Phone("9301").make_invite())
+    sent = wire.take()
+    assert statuses(sent) == [100, 500]
+    assert engine.sessions[0].closed
+
+
+def test_a_call_without_rtp_is_hung_up(switch, wire, engine):
+    answered_call(switch, wire)
+    engine.sessions[0].inactive()
+    assert [m.method for m in wire.take()] == ["BYE"]
+
+
+def test_caller_id_comes_from_p_asserted_identity_only_from_trusted_sources(switch, wire, applications):
+    seen = []
+
+    def note(channel):
+        seen.append(channel.caller)
+        return channel.ended
+
+    applications["wait"] = note
+    identity = ("P-Asserted-Identity", "<sip:13900000000@carrier>")
+    send(switch, Phone("9300", call_id="a").make_invite(extra=[identity]), source=("198.51.100.9", 5060))
+    send(switch, Phone("9300", call_id="b").make_invite(extra=[identity]), source=("203.0.113.1", 5060))
+    assert [(c.number, c.asserted) for c in seen] == [("13800138001", False), ("13900000000", True)]
+    assert seen[0].display_name == "Zhang Wei"
+
+
+def test_requests_for_an_unknown_dialog_get_481(switch, wire):
+    phone = Phone("9196")
+    phone.to_tag = "nonexistent"
+    send(switch, phone.in_dialog("BYE"))
+    assert statuses(wire.take()) == [481]
+
+
+def test_an_out_of_order_request_in_a_call_gets_500(switch, wire):
+    phone, _ = answered_call(switch, wire)
+    send(switch, phone.in_dialog("INFO", body="1", content_type="application/dtmf", cseq=5))
+    send(switch, phone.in_dialog("BYE", cseq=3))
+    assert statuses(wire.take()) == [200, 500]
