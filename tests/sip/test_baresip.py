@@ -10,53 +10,13 @@ alone by default; one test pins down what offering SHA-256 does to it.
 """
 
 import math
-import os
 import struct
 import wave
 
 import pytest
-import sqlalchemy as sa
 
 from baresip import Baresip
-from processes import callcenter, server_config, twistd
-
-ETC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc")
-
-
-class Server:
-    def __init__(self, process):
-        self.process = process
-        self.udp = int(process.wait_for(r"SIP/UDP listening on 127\.0\.0\.1:(\d+)").group(1))
-        self.tcp = int(process.wait_for(r"SIP/TCP listening on 127\.0\.0\.1:(\d+)").group(1))
-
-
-@pytest.fixture
-def start_server(tmp_path, db_url):
-    """Start the server with demo data and these [telephony] settings."""
-    started = []
-
-    def start(**telephony):
-        config = server_config(
-            tmp_path / "callcenter.toml",
-            db_url,
-            telephony={"udp": "127.0.0.1:0", "tcp": "tcp:0:interface=127.0.0.1", **telephony},
-        )
-        loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
-        assert loaded.returncode == 0, loaded.stderr
-        started.append(twistd(config, cwd=tmp_path))
-        return Server(started[-1])
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.stop_if_running()
-
-
-@pytest.fixture
-def server(start_server):
-    return start_server()  # the default offer: MD5
-
+from telephony_server import bindings
 
 @pytest.fixture
 def softphone(tmp_path):
@@ -74,14 +34,6 @@ def softphone(tmp_path):
     finally:
         for phone in phones:
             phone.stop()
-
-
-def bindings(db_url):
-    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as connection:
-        rows = connection.exec_driver_sql("SELECT aor, contact, user_agent FROM sip_bindings").all()
-    engine.dispose()
-    return [tuple(row) for row in rows]
 
 
 def registration(phone):

@@ -10,34 +10,9 @@ import math
 import struct
 import wave
 
-import pytest
-
 from baresip import Baresip
-from processes import callcenter, server_config, twistd
-
-from test_sipp import ETC, Server
 
 RATE = 8000
-
-
-@pytest.fixture
-def server(tmp_path, db_url):
-    config = server_config(
-        tmp_path / "callcenter.toml",
-        db_url,
-        telephony={
-            "udp": "127.0.0.1:0",
-            "tcp": "tcp:0:interface=127.0.0.1",
-            "routes": {"9196": "echo", "9197": "tone"},
-        },
-    )
-    loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
-    assert loaded.returncode == 0, loaded.stderr
-    process = twistd(config, cwd=tmp_path)
-    try:
-        yield Server(process)
-    finally:
-        process.stop_if_running()
 
 
 def write_wav(path, samples):

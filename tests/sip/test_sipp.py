@@ -6,43 +6,12 @@ sip-tester), an independent SIP implementation, over real sockets.
 import os
 import subprocess
 
-import pytest
-import sqlalchemy as sa
-
 from postgres import free_port
-from processes import DEADLINE, callcenter, get_json, server_config, twistd
+from processes import DEADLINE, get_json
+from telephony_server import bindings
 
 SIPP_MEDIA = "/usr/share/sip-tester"
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
-ETC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc")
-
-
-class Server:
-    def __init__(self, process):
-        self.process = process
-        self.udp = int(process.wait_for(r"SIP/UDP listening on 127\.0\.0\.1:(\d+)").group(1))
-        self.tcp = int(process.wait_for(r"SIP/TCP listening on 127\.0\.0\.1:(\d+)").group(1))
-        self.http = process.http_port()
-
-
-@pytest.fixture
-def server(tmp_path, db_url):
-    config = server_config(
-        tmp_path / "callcenter.toml",
-        db_url,
-        telephony={
-            "udp": "127.0.0.1:0",
-            "tcp": "tcp:0:interface=127.0.0.1",
-            "routes": {"9196": "echo", "9197": "tone"},
-        },
-    )
-    loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
-    assert loaded.returncode == 0, loaded.stderr
-    process = twistd(config, cwd=tmp_path)
-    try:
-        yield Server(process)
-    finally:
-        process.stop_if_running()
 
 
 def sipp(tmp_path, port, scenario, *options, transport="u1", final=None):
@@ -73,14 +42,6 @@ def sipp(tmp_path, port, scenario, *options, transport="u1", final=None):
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE)
     return result.returncode
-
-
-def bindings(db_url):
-    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as connection:
-        rows = connection.exec_driver_sql("SELECT aor, contact, user_agent FROM sip_bindings").all()
-    engine.dispose()
-    return [tuple(row) for row in rows]
 
 
 def test_sipp_registers_over_udp_with_digest_and_the_binding_is_stored(tmp_path, server, db_url):

@@ -7,7 +7,7 @@ schedules, timeouts, absorption of retransmissions, CANCEL and ACK handling
 import pytest
 from twisted.internet.task import Clock
 
-from callcenter.sip.message import Request, Response, make_response
+from callcenter.sip.message import Request, make_response
 from callcenter.sip.transaction import (
     ClientOwner,
     ServerUser,

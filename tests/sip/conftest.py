@@ -1,0 +1,39 @@
+"""The real server with telephony on ephemeral ports, for end-to-end SIP tests."""
+
+import pytest
+
+from processes import callcenter, server_config, twistd
+from telephony_server import ETC, SERVICE_NUMBERS, Server
+
+
+@pytest.fixture
+def start_server(tmp_path, db_url):
+    """Start the server, demo data loaded, with these [telephony] settings."""
+    started = []
+
+    def start(**telephony):
+        config = server_config(
+            tmp_path / "callcenter.toml",
+            db_url,
+            telephony={
+                "udp": "127.0.0.1:0",
+                "tcp": "tcp:0:interface=127.0.0.1",
+                "routes": SERVICE_NUMBERS,
+                **telephony,
+            },
+        )
+        loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
+        assert loaded.returncode == 0, loaded.stderr
+        started.append(twistd(config, cwd=tmp_path))
+        return Server(started[-1])
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop_if_running()
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()
