@@ -1,0 +1,666 @@
+"""
+REGISTER with digest authentication, side by side: Kamailio 5.6 as the
+reference registrar, then our server (``twistd -n callcenter``), both driven
+by the same SIPp scenario (bench/kamailio/register_digest.xml:
+REGISTER -> 401 -> REGISTER with Authorization -> 200) with the same
+injection file of distinct users and random passwords, on 127.0.0.1.
+
+    .venv/bin/python bench/register_vs_kamailio.py [--users 10000] [--seconds 8]
+        [--profile DIR] [--only ours|kamailio]
+
+Needs the Debian packages ``kamailio`` and ``sip-tester`` (and py-spy in the
+venv for --profile: ``.venv/bin/pip install py-spy``).
+
+For each registrar:
+
+1. closed loop (``-l CONCURRENCY``, ``-r`` far above capacity) for about
+   --seconds: the most it completes, with at most CONCURRENCY registrations
+   in flight;
+2. open loop (``-r`` fixed) at 90 % of that for about --seconds; if any
+   registration fails or the rate is not kept, again at 75 % of the rate
+   (at most --tries times).  "reg/s" in the table is the rate of the last
+   open-loop run, "failed" its failures: the rate it sustains.
+
+CPU is the registrar's own: every thread of every process of it, from
+/proc/PID/task/TID/schedstat (ns on CPU), before and after each run; CPU %
+is of one core (the machine has 2).  SIPp's CPU is shown too: SIPp is one
+thread, and near 100 % it is the limit, not the registrar.
+
+Kamailio: HA1 per user in an htable (loaded at start from a db_text
+table), ``pv_www_authenticate`` with nonce-count checks, bindings in memory
+(usrloc db_mode 0), ``-n 2`` UDP workers, ``-x tlsf``.  Ours: SQLite in a
+temporary directory (WAL, synchronous=FULL: bindings durable before the 200),
+the accounts written straight into ``sip_accounts`` after ``callcenter db
+upgrade``, info logging to a file, the per-source rate limit raised so that
+one SIPp on 127.0.0.1 is not throttled.
+
+--profile DIR also runs py-spy on our server during one more open-loop run
+at the sustained rate, writes DIR/ours.pyspy.txt (collapsed stacks) and
+prints the top functions by own time and by inclusive time.
+
+Everything started here is stopped, and the temporary directory removed,
+at the end, on an error and on Ctrl-C or SIGTERM.
+"""
+
+import argparse
+import collections
+import glob
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+SCENARIO = os.path.join(HERE, "kamailio", "register_digest.xml")
+KAMAILIO_CFG = os.path.join(HERE, "kamailio", "registrar.cfg.in")
+REALM = "callcenter"
+FIRST_USER = 100000
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def venv_bin(name):
+    for directory in (os.path.dirname(sys.executable), os.path.join(ROOT, ".venv", "bin")):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return path
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} not found (the venv: make install)")
+    return found
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    """A port free for UDP and TCP on 127.0.0.1 (as good as it gets without holding it)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+# -- processes ---------------------------------------------------------------
+
+
+class Processes:
+    """Everything this bench starts, each in its own process group, stopped by id."""
+
+    def __init__(self):
+        self._procs = []
+
+    def start(self, argv, log_path, **kwargs):
+        out = open(log_path, "ab")
+        try:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, **kwargs
+            )
+        finally:
+            out.close()
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc, grace=5.0):
+        if proc.poll() is None:
+            self._signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # Kamailio's children, a twistd thread that hung: the whole group, by its id.
+        self._signal_group(proc, signal.SIGKILL)
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+        if proc in self._procs:
+            self._procs.remove(proc)
+
+    def stop_all(self):
+        for proc in reversed(list(self._procs)):
+            self.stop(proc)
+
+    @staticmethod
+    def _signal_group(proc, sig):
+        try:
+            os.killpg(proc.pid, sig)  # start_new_session: the group id is the pid
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _children():
+    parents = collections.defaultdict(list)
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                text = f.read()
+        except OSError:
+            continue
+        pid = int(stat.split("/")[2])
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        parents[ppid].append(pid)
+    return parents
+
+
+def process_tree(root):
+    children = _children()
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children.get(pid, ()))
+    return pids
+
+
+def cpu_ns(pids):
+    """Nanoseconds on CPU of every thread of C{pids} (schedstat: exact, unlike /proc/stat ticks)."""
+    total = 0
+    for pid in pids:
+        for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+            try:
+                with open(path) as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+# -- SIP checks before the load ----------------------------------------------
+
+
+def _register(sock, port, user, authorization=None, cseq=1, call_id=None):
+    call_id = call_id or secrets.token_hex(8)
+    local = sock.getsockname()
+    lines = [
+        f"REGISTER sip:127.0.0.1:{port} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{local[1]};branch=z9hG4bK{secrets.token_hex(6)};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:{user}@127.0.0.1>;tag={secrets.token_hex(4)}",
+        f"To: <sip:{user}@127.0.0.1>",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} REGISTER",
+        f"Contact: <sip:{user}@127.0.0.1:{local[1]}>",
+        "Expires: 3600",
+    ]
+    if authorization:
+        lines.append(f"Authorization: {authorization}")
+    lines += ["Content-Length: 0", "", ""]
+    sock.sendto("\r\n".join(lines).encode(), ("127.0.0.1", port))
+    data, _ = sock.recvfrom(65535)
+    text = data.decode("utf-8", "replace")
+    status = int(text.split(" ", 2)[1])
+    challenges = re.findall(r"(?im)^WWW-Authenticate:\s*(.+?)\r?$", text)
+    return status, challenges, call_id
+
+
+def wait_ready(port, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.3)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with status {proc.returncode} while starting")
+            try:
+                status, _, _ = _register(sock, port, FIRST_USER)
+                if status == 401:
+                    return
+            except (socket.timeout, ConnectionRefusedError):
+                pass
+            time.sleep(0.2)
+    raise RuntimeError(f"no 401 on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def check_digest(port, user, password):
+    """The right password gets 200, a wrong one 403: the digest really is checked."""
+    from callcenter.sip.digest import authorization_for, choose_challenge
+
+    results = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(3)
+        for secret in (password, password + "-wrong"):
+            status, challenges, call_id = _register(sock, port, user)
+            if status != 401:
+                raise RuntimeError(f"unauthenticated REGISTER answered {status}, not 401")
+            value = authorization_for(
+                choose_challenge(challenges), "REGISTER", f"sip:127.0.0.1:{port}", str(user),
+                secret, lambda: secrets.token_hex(8), 1,
+            )
+            status, _, _ = _register(sock, port, user, value, cseq=2, call_id=call_id)
+            results.append(status)
+    if results != [200, 403]:
+        raise RuntimeError(f"digest check: right password got {results[0]}, wrong got {results[1]}")
+
+
+# -- SIPp ----------------------------------------------------------------------
+
+
+class Sipp:
+    def __init__(self, workdir, injection):
+        self.workdir = workdir
+        self.injection = injection
+        self.runs = 0
+
+    def run(self, port, watch_pids, rate, calls, limit, timeout):
+        """One SIPp run; returns its figures and the registrar's CPU over it."""
+        self.runs += 1
+        stat_file = os.path.join(self.workdir, f"sipp-{self.runs}.csv")
+        err_file = os.path.join(self.workdir, f"sipp-{self.runs}-errors.log")
+        argv = [
+            "sipp", f"127.0.0.1:{port}",
+            "-sf", SCENARIO, "-inf", self.injection,
+            "-i", "127.0.0.1", "-bind_local", "-ci", "127.0.0.1", "-mi", "127.0.0.1",
+            "-p", str(free_port()), "-cp", str(free_port()), "-nostdin",
+            "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(limit),
+            "-buff_size", "4194304", "-recv_timeout", "5000", "-timeout", f"{int(timeout)}s",
+            "-trace_stat", "-stf", stat_file, "-fd", "1",
+            "-trace_err", "-error_file", err_file,
+        ]
+        cpu_before = cpu_ns(watch_pids)
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, start_new_session=True,
+        )
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
+        elapsed = time.monotonic() - started
+        cpu_after = cpu_ns(watch_pids)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stderr = proc.stderr.read().decode("utf-8", "replace").strip()
+        proc.stderr.close()
+        stats = _last_stats(stat_file)
+        if proc.returncode not in (0, 1) or not stats:
+            raise RuntimeError(f"sipp exited {proc.returncode}: {stderr[-500:]}")
+        ok = int(stats["SuccessfulCall(C)"])
+        return {
+            "rate": rate,
+            "ok": ok,
+            "failed": int(stats["FailedCall(C)"]),
+            "retrans": int(stats["Retransmissions(C)"]),
+            "elapsed": elapsed,
+            "reg_s": ok / elapsed,
+            "cpu_pct": 100.0 * (cpu_after - cpu_before) / 1e9 / elapsed,
+            "cpu_us_per_reg": (cpu_after - cpu_before) / 1e3 / ok if ok else float("nan"),
+            "sipp_cpu_pct": 100.0 * (usage.ru_utime + usage.ru_stime) / elapsed,
+            "call_ms": _duration_ms(stats.get("CallLength(C)", "")),
+        }
+
+
+def _last_stats(path):
+    try:
+        with open(path) as f:
+            lines = [line.rstrip("\n") for line in f if line.strip()]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    return dict(zip(lines[0].split(";"), lines[-1].split(";")))
+
+
+def _duration_ms(text):
+    # SIPp writes HH:MM:SS:mmmuuu
+    try:
+        h, m, s, us = text.split(":")
+        return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + int(us) / 1000
+    except ValueError:
+        return float("nan")
+
+
+def open_limit(rate):
+    # Two seconds' worth of calls in flight: far more than a registrar that
+    # keeps up needs, and under SIPp's open-file limit.
+    return max(1000, min(rate * 2, 15000))
+
+
+def measure(name, sipp, port, watch_pids, args):
+    """Closed loop for the capacity, then open loop at a rate that does not fail."""
+
+    def show(kind, r):
+        log(
+            f"  {name} {kind:>11} -r {r['rate']:>6}: {r['ok']:>6} ok {r['failed']:>4} failed "
+            f"{r['retrans']:>5} retrans in {r['elapsed']:5.1f} s = {r['reg_s']:8.0f} reg/s, "
+            f"CPU {r['cpu_pct']:5.1f} % ({r['cpu_us_per_reg']:6.1f} us/reg), "
+            f"SIPp CPU {r['sipp_cpu_pct']:5.1f} %, avg {r['call_ms']:.1f} ms"
+        )
+
+    limit = args.concurrency
+    timeout = args.seconds * 4 + 20
+    probe = sipp.run(port, watch_pids, 100000, args.probe_calls, limit, timeout)
+    show("probe", probe)
+    calls = int(min(max(probe["reg_s"] * args.seconds, 1000), args.max_calls))
+    closed = sipp.run(port, watch_pids, 100000, calls, limit, timeout)
+    show("closed loop", closed)
+    rate = max(1, int(closed["reg_s"] * 0.9))
+    opened = None
+    for _ in range(args.tries):
+        calls = int(min(max(rate * args.seconds, 200), args.max_calls))
+        opened = sipp.run(port, watch_pids, rate, calls, open_limit(rate), timeout)
+        show("open loop", opened)
+        kept = opened["failed"] == 0 and opened["reg_s"] >= 0.95 * rate * calls / (calls + rate * 0.1)
+        if kept:
+            break
+        rate = max(1, int(rate * 0.75))
+    return {"name": name, "closed": closed, "open": opened}
+
+
+# -- the two registrars --------------------------------------------------------
+
+
+def make_users(count):
+    # Random passwords, not starting with "0x": SIPp takes such a password as hex.
+    return [(str(FIRST_USER + i), "p" + secrets.token_hex(8)) for i in range(count)]
+
+
+def write_injection(path, users):
+    with open(path, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for user, password in users:
+            f.write(f"{user};[authentication username={user} password={password}]\n")
+
+
+def start_kamailio(procs, workdir, users):
+    from callcenter.passwords import sip_ha1
+
+    exe = shutil.which("kamailio")
+    if exe is None:
+        raise SystemExit("kamailio not found: apt-get install kamailio")
+    modules = sorted(glob.glob("/usr/lib/*/kamailio/modules")) + ["/usr/lib/kamailio/modules"]
+    modules = next(m for m in modules if os.path.isdir(m))
+    base = os.path.join(workdir, "kamailio")
+    dbdir, rundir = os.path.join(base, "db"), os.path.join(base, "run")
+    os.makedirs(dbdir)
+    os.makedirs(rundir)
+    with open(os.path.join(dbdir, "htable"), "w") as f:
+        f.write("key_name(str) key_type(int) value_type(int) key_value(str) expires(int)\n")
+        for user, password in users:
+            f.write(f"{user}:0:0:{sip_ha1(user, REALM, password)}:0\n")
+    port = free_port()
+    with open(KAMAILIO_CFG) as f:
+        cfg = f.read()
+    for key, value in {"PORT": port, "MODULES": modules, "DBDIR": dbdir, "REALM": REALM}.items():
+        cfg = cfg.replace(f"@{key}@", str(value))
+    cfg_path = os.path.join(base, "registrar.cfg")
+    with open(cfg_path, "w") as f:
+        f.write(cfg)
+    argv = [
+        exe, "-f", cfg_path, "-DD", "-E", "-n", "2", "-x", "tlsf", "-m", "256",
+        "-Y", rundir, "-P", os.path.join(rundir, "kamailio.pid"),
+    ]
+    proc = procs.start(argv, os.path.join(base, "kamailio.log"), cwd=base)
+    wait_ready(port, proc)
+    time.sleep(0.5)  # the remaining children
+    return proc, port, process_tree(proc.pid)
+
+
+def start_ours(procs, workdir, users, log_level):
+    import sqlalchemy as sa
+
+    from callcenter.passwords import sip_ha1
+    from callcenter.store.schema import sip_accounts
+
+    base = os.path.join(workdir, "ours")
+    os.makedirs(base)
+    db_path = os.path.join(base, "callcenter.sqlite")
+    port, tcp_port = free_port(), free_port(socket.SOCK_STREAM)
+    rtp = 40000 + 2 * secrets.randbelow(5000)
+    config = os.path.join(base, "callcenter.toml")
+    with open(config, "w") as f:
+        f.write(
+            f"""\
+[server]
+node = "bench"
+shutdown_timeout = 2.0
+
+[storage]
+url = "sqlite:///{db_path}"
+
+[log]
+format = "text"
+level = "{log_level}"
+file = "{os.path.join(base, 'server.log')}"
+
+[telephony]
+udp = "127.0.0.1:{port}"
+tcp = "tcp:{tcp_port}:interface=127.0.0.1"
+realm = "{REALM}"
+digest_algorithms = ["MD5"]
+# One SIPp on 127.0.0.1 sends everything: no per-source throttling
+# (the guard still runs for every request).
+request_rate = 100000
+request_burst = 1000000
+media_address = "127.0.0.1"
+rtp_port_min = {rtp}
+rtp_port_max = {rtp + 99}
+"""
+        )
+    subprocess.run(
+        [venv_bin("callcenter"), "db", "upgrade", "--config", config],
+        check=True, cwd=base, stdout=subprocess.DEVNULL,
+    )
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sip_accounts.insert(),
+                [
+                    {
+                        "username": user,
+                        "display_name": f"bench {user}",
+                        "realm": REALM,
+                        "ha1_md5": sip_ha1(user, REALM, password, "MD5"),
+                        "ha1_sha256": sip_ha1(user, REALM, password, "SHA-256"),
+                        "enabled": True,
+                    }
+                    for user, password in users
+                ],
+            )
+    finally:
+        engine.dispose()
+    argv = [venv_bin("twistd"), "--pidfile=", "-n", "callcenter", "--config", config]
+    proc = procs.start(argv, os.path.join(base, "twistd.out"), cwd=base)
+    wait_ready(port, proc)
+    return proc, port, [proc.pid]
+
+
+# -- profile -------------------------------------------------------------------
+
+
+def profile_ours(sipp, port, pid, rate, args, out_dir):
+    py_spy = venv_bin("py-spy")
+    os.makedirs(out_dir, exist_ok=True)
+    raw = os.path.join(out_dir, "ours.pyspy.txt")
+    duration = args.profile_seconds
+    calls = int(rate * (duration + 4))
+    spy = subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--duration", str(duration), "--rate", "200",
+         "--format", "raw", "--threads", "--nonblocking", "-o", raw],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        result = sipp.run(port, [pid], rate, calls, open_limit(rate), duration * 4 + 20)
+        spy.wait(duration + 30)
+    finally:
+        if spy.poll() is None:
+            os.killpg(spy.pid, signal.SIGKILL)
+            spy.wait()
+    log(
+        f"  profiled run at -r {rate}: {result['ok']} ok, {result['failed']} failed, "
+        f"{result['reg_s']:.0f} reg/s, CPU {result['cpu_pct']:.1f} %"
+    )
+    if not os.path.exists(raw):
+        log(f"  py-spy wrote nothing: {spy.stderr.read().decode()[-400:]}")
+        return
+    spy.stderr.close()
+    summarize_profile(raw, args.top)
+
+
+def _frame_name(frame):
+    # "function (path/to/file.py:123)" -> "function (file.py)"
+    m = re.match(r"(.*) \((.*?):\d+\)$", frame)
+    if not m:
+        return frame
+    function, path = m.groups()
+    parts = path.replace("\\", "/").split("/")
+    short = "/".join(parts[-2:]) if len(parts) > 1 else path
+    return f"{function} ({short})"
+
+
+def summarize_profile(raw, top):
+    own = collections.Counter()
+    inclusive = collections.Counter()
+    threads = collections.Counter()
+    total = 0
+    with open(raw) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            count = int(count)
+            frames = stack.split(";")
+            if frames and frames[0].startswith(("process ", "thread ")):
+                # --threads: "thread (0x7f..)" or "process N:..." heads the stack.
+                while frames and frames[0].startswith(("process ", "thread ")):
+                    head = frames.pop(0)
+                threads[head] += count
+            names = [_frame_name(f) for f in frames]
+            total += count
+            if names:
+                own[names[-1]] += count
+            for name in set(names):
+                inclusive[name] += count
+    if not total:
+        log("  profile: no samples")
+        return
+    print(f"\nProfile of our server: {total} samples (200 Hz, active threads only)")
+    print("  by thread:")
+    for name, count in threads.most_common(5):
+        print(f"    {100 * count / total:5.1f} %  {name}")
+    print(f"  top {top} by own time:")
+    for name, count in own.most_common(top):
+        print(f"    {100 * count / total:5.1f} %  {name}")
+    print(f"  top {top} by inclusive time:")
+    for name, count in inclusive.most_common(top + 10)[: top + 10]:
+        print(f"    {100 * count / total:5.1f} %  {name}")
+    print()
+
+
+# -- main ----------------------------------------------------------------------
+
+
+def table(results):
+    rows = [
+        ("implementation", "reg/s", "failed", "CPU %", "CPU us/reg", "SIPp CPU %",
+         "closed-loop reg/s", "closed CPU %"),
+    ]
+    for r in results:
+        o, c = r["open"], r["closed"]
+        rows.append((
+            r["name"], f"{o['reg_s']:.0f}", str(o["failed"]), f"{o['cpu_pct']:.1f}",
+            f"{o['cpu_us_per_reg']:.1f}", f"{o['sipp_cpu_pct']:.1f}", f"{c['reg_s']:.0f}",
+            f"{c['cpu_pct']:.1f}",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    by_name = {r["name"]: r for r in results}
+    if "ours" in by_name and "kamailio" in by_name:
+        ours, kam = by_name["ours"], by_name["kamailio"]
+        print(
+            f"\nours/Kamailio: sustained reg/s {ours['open']['reg_s'] / kam['open']['reg_s']:.3f}, "
+            f"closed-loop reg/s {ours['closed']['reg_s'] / kam['closed']['reg_s']:.3f}, "
+            f"CPU per registration {ours['open']['cpu_us_per_reg'] / kam['open']['cpu_us_per_reg']:.1f}x"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=10000, help="distinct SIP accounts (default 10000)")
+    parser.add_argument("--seconds", type=float, default=8, help="length of each measured run")
+    parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight, closed loop")
+    parser.add_argument("--probe-calls", type=int, default=1000)
+    parser.add_argument("--max-calls", type=int, default=200000)
+    parser.add_argument("--tries", type=int, default=3, help="open-loop runs at most, 75 %% of the rate each time")
+    parser.add_argument("--only", choices=("ours", "kamailio"))
+    parser.add_argument("--log-level", default="info", help="our server's [log] level (default info)")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy our server under load; stacks to DIR")
+    parser.add_argument("--profile-seconds", type=int, default=15)
+    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        raise SystemExit("sipp not found: apt-get install sip-tester")
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    workdir = tempfile.mkdtemp(prefix="bench-register-")
+    procs = Processes()
+    results = []
+    began = time.monotonic()
+    try:
+        users = make_users(args.users)
+        injection = os.path.join(workdir, "users.csv")
+        write_injection(injection, users)
+        sipp = Sipp(workdir, injection)
+        log(f"{args.users} users, SIPp {SCENARIO}, work dir {workdir}")
+        if args.only in (None, "kamailio"):
+            proc, port, pids = start_kamailio(procs, workdir, users)
+            log(f"Kamailio on udp 127.0.0.1:{port}, {len(pids)} processes")
+            check_digest(port, *users[0])
+            results.append(measure("kamailio", sipp, port, pids, args))
+            procs.stop(proc)
+        if args.only in (None, "ours"):
+            proc, port, pids = start_ours(procs, workdir, users, args.log_level)
+            log(f"ours (twistd pid {proc.pid}) on udp 127.0.0.1:{port}")
+            check_digest(port, *users[0])
+            results.append(measure("ours", sipp, port, pids, args))
+            if args.profile:
+                profile_ours(sipp, port, proc.pid, results[-1]["open"]["rate"], args, args.profile)
+            procs.stop(proc)
+        print()
+        table(results)
+        log(f"done in {time.monotonic() - began:.0f} s")
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        procs.stop_all()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
