@@ -27,8 +27,8 @@ class RouteTable(Kind):
     pairs, since settings are frozen.
     """
 
-    targets = ("echo", "tone")
-    expected = 'a table of dialled numbers to "echo" or "tone", such as {"9196" = "echo"}'
+    targets = ("echo", "tone", "dtmf")
+    expected = 'a table of dialled numbers to "echo", "tone" or "dtmf", such as {"9196" = "echo"}'
 
     def parse(self, value):
         if not isinstance(value, dict):

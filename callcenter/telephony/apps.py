@@ -33,4 +33,15 @@ def tone_test(channel):
             break
 
 
-APPLICATIONS = {"echo": echo_test, "tone": tone_test}
+@defer.inlineCallbacks
+def dtmf_test(channel):
+    """
+    Checks a phone's keys: collects what is pressed until # (or 20 digits,
+    or 5 s without a key), logs it and hangs up.
+    """
+    yield channel.answer()
+    digits = yield channel.collect_digits(20, first_timeout=10, inter_digit_timeout=5, terminators="#")
+    channel.log.info("DTMF test: caller pressed {digits}", digits=digits or "nothing")
+
+
+APPLICATIONS = {"echo": echo_test, "tone": tone_test, "dtmf": dtmf_test}

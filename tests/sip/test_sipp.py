@@ -91,3 +91,12 @@ def test_sipp_calls_the_tone_extension(tmp_path, server):
 
 def test_a_call_to_an_unknown_number_is_404(tmp_path, server):
     assert sipp(tmp_path, server.udp, "invite_404.xml", "-s", "5555") == 0
+
+
+def test_rfc_2833_digits_from_sipp_are_collected_and_the_server_hangs_up(tmp_path, server):
+    """
+    SIPp plays its recorded RFC 2833 events 1, 2, 3, #; the DTMF test
+    collects "123", ends on # and sends the BYE (a hang-up from our side).
+    """
+    assert sipp(tmp_path, server.udp, "dtmf_call.xml", "-s", "9198") == 0
+    server.process.wait_for(r"DTMF test: caller pressed 123 ")
