@@ -530,7 +530,7 @@ def profile_ours(sipp, port, pid, rate, args, out_dir):
     spy = subprocess.Popen(
         # Blocking sampling: --nonblocking gave torn stacks.
         [py_spy, "record", "--pid", str(pid), "--duration", str(duration), "--rate", "100",
-         "--format", "raw", "--threads", "-o", raw],
+         "--format", "raw", "--threads", "-o", raw] + (["--gil"] if args.profile_gil else []),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
@@ -674,6 +674,8 @@ def main():
     parser.add_argument("--log-level", default="info", help="our server's [log] level (default info)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy our server under load; stacks to DIR")
     parser.add_argument("--profile-seconds", type=int, default=15)
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="sample only the thread holding the GIL: where Python CPU time goes")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()

@@ -50,6 +50,7 @@ class InboundCall(ClientOwner):
         self._digit_waiter = None
         self._dedup = DigitDeduplicator(0.2)
         self._acked = None
+        self._bye_pending = False
         self.state = "offered"
         self.call_id = invite.call_id
         self.correlation_id = new_correlation_id()
@@ -124,25 +125,40 @@ class InboundCall(ClientOwner):
         if self.state == "offered":
             status, phrase = _REFUSALS.get(reason, _REFUSALS["normal"])
             self._transaction.respond(status, phrase, to_tag=self.dialog.local_tag)
-        elif self.state in ("answered", "confirmed"):
-            bye = self.dialog.request("BYE", self._calls.via(self.reply_to))
-            self._calls.layer.send_request(bye, self.reply_to, self.reply_to.reliable, self)
+        elif self.state == "answered":
+            # RFC 3261 §15: no BYE before the ACK of our 2xx (or its
+            # timeout); it goes out when that comes.
+            self._bye_pending = True
+        elif self.state == "confirmed":
+            self._send_bye()
         self._end(reason)
+
+    def _send_bye(self):
+        bye = self.dialog.request("BYE", self._calls.via(self.reply_to))
+        self._calls.layer.send_request(bye, self.reply_to, self.reply_to.reliable, self)
 
     # From the network
 
     def acked(self):
-        if self.state == "answered":
+        if self._bye_pending:
+            self._send_pending_bye()
+        elif self.state == "answered":
             self.state = "confirmed"
             self._acked.callback(None)
 
     def ack_missing(self):
         # §13.3.1.4: a 2xx never ACKed ends the call with a BYE.
-        if self.state == "answered":
+        if self._bye_pending:
+            self._send_pending_bye()
+        elif self.state == "answered":
             self.log.warn("no ACK for our 200 OK; hanging up")
-            failed, self._acked = self._acked, None
             self.hangup("no ACK")
-            failed.errback(CallEnded("no ACK"))
+            self._send_pending_bye()
+
+    def _send_pending_bye(self):
+        self._bye_pending = False
+        self._send_bye()
+        self._calls.forget(self)
 
     def cancelled(self):
         if self.state == "offered":
@@ -250,8 +266,13 @@ class InboundCall(ClientOwner):
         self._session.close()
         if self._digit_waiter is not None:
             self._digit_waiter.finish()
-        self._calls.forget(self)
+        if not self._bye_pending:
+            # Else kept findable until the ACK (or its timeout) lets the BYE go.
+            self._calls.forget(self)
         self.log.info("call ended: {reason}", reason=reason)
+        if self._acked is not None and not self._acked.called:
+            # An application waiting for the ACK must not wait forever.
+            self._acked.errback(CallEnded(reason))
         self.ended.callback(reason)
 
     # ClientOwner, for our BYE
@@ -422,6 +443,8 @@ def run(application, channel):
     """
 
     def failed(failure):
+        if failure.check(CallEnded):
+            return  # The call ended under it (hang-up, no ACK): nothing failed.
         channel.log.failure("application failed on {number}", failure, number=channel.dialled)
         if channel.state != "ended":
             channel.hangup("error")

@@ -385,3 +385,41 @@ def test_an_out_of_order_request_in_a_call_gets_500(switch, wire):
     send(switch, phone.in_dialog("INFO", body="1", content_type="application/dtmf", cseq=5))
     send(switch, phone.in_dialog("BYE", cseq=3))
     assert statuses(wire.take()) == [200, 500]
+
+
+def test_hanging_up_before_the_ack_waits_for_it_to_send_the_bye(switch, wire, engine, applications):
+    """RFC 3261 §15: no BYE on a dialog until our 2xx is ACKed."""
+
+    def answer_and_hang_up(channel):
+        channel.answer()
+        channel.hangup()
+
+    applications["wait"] = answer_and_hang_up
+    phone = Phone("9300")
+    send(switch, phone.make_invite())
+    sent = wire.take()
+    assert statuses(sent) == [100, 200]
+    assert engine.sessions[0].closed
+    phone.to_tag = sent[1].to_addr.tag
+    send(switch, phone.ack())
+    [bye] = wire.take()
+    assert bye.method == "BYE"
+
+
+def test_a_call_ended_while_waiting_for_the_ack_releases_the_application(switch, wire, engine, applications, clock):
+    outcome = []
+
+    @defer.inlineCallbacks
+    def answer(channel):
+        try:
+            yield channel.answer()
+        except Exception as e:
+            outcome.append(type(e).__name__)
+
+    applications["wait"] = answer
+    send(switch, Phone("9300").make_invite())
+    wire.take()
+    engine.sessions[0].inactive()  # the media died before any ACK
+    assert outcome == ["CallEnded"]
+    clock.advance(32.1)  # the ACK never comes: the pending BYE goes out
+    assert [m.method for m in wire.take() if hasattr(m, "method")] == ["BYE"]
