@@ -5,21 +5,23 @@ by the same SIPp scenario (bench/kamailio/register_digest.xml:
 REGISTER -> 401 -> REGISTER with Authorization -> 200) with the same
 injection file of distinct users and random passwords, on 127.0.0.1.
 
-    .venv/bin/python bench/register_vs_kamailio.py [--users 10000] [--seconds 8]
-        [--profile DIR] [--only ours|kamailio]
+    .venv/bin/python bench/register_vs_kamailio.py [--users 10000] [--seconds 6]
+        [--profile DIR [--profile-gil]] [--only ours|kamailio] [--keep]
 
 Needs the Debian packages ``kamailio`` and ``sip-tester`` (and py-spy in the
 venv for --profile: ``.venv/bin/pip install py-spy``).
 
-For each registrar:
+For each registrar, with the same SIPp settings (only -r changes):
 
 1. closed loop (``-l CONCURRENCY``, ``-r`` far above capacity) for about
-   --seconds: the most it completes, with at most CONCURRENCY registrations
-   in flight;
-2. open loop (``-r`` fixed) at 90 % of that for about --seconds; if any
-   registration fails or the rate is not kept, again at 75 % of the rate
-   (at most --tries times).  "reg/s" in the table is the rate of the last
-   open-loop run, "failed" its failures: the rate it sustains.
+   --seconds: what it completes with CONCURRENCY registrations in flight;
+2. open loop (``-r`` fixed, about --seconds each, at most --tries runs):
+   from 90 % of the closed-loop figure, up by 30 % while it keeps up, down
+   by 25 % while it does not, then halving the interval.  Keeping up: no
+   failed registration, retransmissions under 1 % (answers within T1),
+   the rate achieved.  "reg/s" in the table is the highest open-loop rate
+   kept, "failed" that run's failures, "fails at -r" the lowest rate
+   tried that was not kept.
 
 CPU is the registrar's own: every thread of every process of it, from
 /proc/PID/task/TID/schedstat (ns on CPU), before and after each run; CPU %
@@ -34,9 +36,11 @@ the accounts written straight into ``sip_accounts`` after ``callcenter db
 upgrade``, info logging to a file, the per-source rate limit raised so that
 one SIPp on 127.0.0.1 is not throttled.
 
---profile DIR also runs py-spy on our server during one more open-loop run
-at the sustained rate, writes DIR/ours.pyspy.txt (collapsed stacks) and
-prints the top functions by own time and by inclusive time.
+--profile DIR also runs py-spy (100 Hz, blocking: it pauses the process
+for each sample, so at 80 % of the sustained rate) on our server during one
+more open-loop run, writes DIR/ours.pyspy.txt (collapsed stacks) and
+prints the top functions by own and by inclusive time and a breakdown by
+category; --profile-gil samples only the thread holding the GIL.
 
 Everything started here is stopped, and the temporary directory removed,
 at the end, on an error and on Ctrl-C or SIGTERM.

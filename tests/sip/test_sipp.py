@@ -4,6 +4,8 @@ sip-tester), an independent SIP implementation, over real sockets.
 """
 
 import os
+import random
+import socket
 import subprocess
 
 from postgres import free_port
@@ -100,3 +102,21 @@ def test_rfc_2833_digits_from_sipp_are_collected_and_the_server_hangs_up(tmp_pat
     """
     assert sipp(tmp_path, server.udp, "dtmf_call.xml", "-s", "9198") == 0
     server.process.wait_for(r"DTMF test: caller pressed 123 ")
+
+
+def test_random_bytes_at_the_sip_ports_are_dropped_and_the_server_carries_on(tmp_path, server):
+    rng = random.Random(4475)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for _ in range(2000):
+            udp.sendto(rng.randbytes(rng.randrange(1, 1400)), ("127.0.0.1", server.udp))
+    with socket.create_connection(("127.0.0.1", server.tcp)) as tcp:
+        tcp.sendall(rng.randbytes(100_000))
+        tcp.settimeout(DEADLINE)
+        # Out of step for good: the server closes the connection.
+        while tcp.recv(65536):
+            pass
+    server.process.wait_for(r"malformed SIP from udp:127\.0\.0\.1")
+    # Once the flood's share of the source's rate has passed, it is served.
+    assert sipp(tmp_path, server.udp, "options.xml") == 0
+    status, health = get_json(server.http, "/health")
+    assert (status, health["subsystems"]["telephony"]["state"]) == (200, "ok")
