@@ -14,6 +14,7 @@ from callcenter.interfaces import IChannel
 from callcenter.log import bind, new_correlation_id
 from callcenter.media.dtmf import DigitDeduplicator
 from callcenter.sip import sdp
+from callcenter.sip.channel import CallEnded, SIPChannel
 from callcenter.sip.dialog import Dialog
 from callcenter.sip.message import make_response
 from callcenter.sip.transaction import ClientOwner, new_branch
@@ -29,7 +30,7 @@ _REFUSALS = {
 
 
 @implementer(IChannel)
-class InboundCall(ClientOwner):
+class InboundCall(SIPChannel, ClientOwner):
     """
     One incoming call from offer to BYE.  States: offered (INVITE in
     hand, 1xx sent), answered (200 sent), confirmed (ACKed), ended.
@@ -67,10 +68,6 @@ class InboundCall(ClientOwner):
     def key(self):
         return self.dialog.key
 
-    @property
-    def codec(self):
-        return self._negotiated.codec
-
     # IChannel
 
     def ringing(self):
@@ -99,27 +96,6 @@ class InboundCall(ClientOwner):
             codec=self.codec.encoding,
         )
         return self._acked
-
-    def play(self, frames):
-        if self.state == "ended":
-            return defer.succeed(False)
-        return self._session.play(frames)
-
-    def stop_playing(self):
-        self._session.stop_playing()
-
-    def echo(self):
-        self._session.echo()
-
-    def collect_digits(self, maximum, first_timeout, inter_digit_timeout, terminators="#"):
-        """Digits pressed during a prompt are kept: callers type ahead."""
-        waiter = _DigitCollector(self._calls.clock, maximum, first_timeout, inter_digit_timeout, terminators)
-        self._digit_waiter = waiter
-        while self._digits and not waiter.done:
-            waiter.digit(self._digits.pop(0))
-        if self.state == "ended":
-            waiter.finish()
-        return waiter.result
 
     def hangup(self, reason="normal"):
         if self.state == "offered":
@@ -165,96 +141,6 @@ class InboundCall(ClientOwner):
             self._transaction.respond(487, "Request Terminated", to_tag=self.dialog.local_tag)
             self._end("cancelled")
 
-    def in_dialog_request(self, transaction, request):
-        if not self.dialog.accepts(request):
-            transaction.respond(500, "Server Internal Error - CSeq Out of Order")
-            return
-        method = request.method
-        if method == "BYE":
-            transaction.respond(200)
-            self._end("caller hung up")
-        elif method == "INVITE":
-            self._reinvite(transaction, request)
-        elif method == "INFO":
-            self._info(transaction, request)
-        elif method == "OPTIONS":
-            response = make_response(request, 200)
-            response.headers.add("Allow", self._calls.allowed)
-            transaction.respond(response)
-        else:
-            response = make_response(request, 405)
-            response.headers.add("Allow", self._calls.allowed)
-            transaction.respond(response)
-
-    def _reinvite(self, transaction, request):
-        """Hold and resume (RFC 3264 §8.4): answer the new offer, keep the codec."""
-        if not request.body:
-            transaction.respond(488, "Not Acceptable Here")  # No offer-less re-INVITE (yet).
-            return
-        try:
-            offer = sdp.SessionDescription.parse(request.body)
-            _, negotiated = sdp.answer(
-                offer, self._calls.media_address, self._session.local_port, self._session_id, 1,
-                supported=(self.codec.encoding,),
-            )
-        except (sdp.SDPError, sdp.NoCommonCodec) as e:
-            self.log.info("re-INVITE refused: {why}", why=str(e))
-            transaction.respond(488, "Not Acceptable Here")
-            return
-        self._offer, self._negotiated = offer, negotiated
-        self._session.set_remote(negotiated.remote_address, negotiated.remote_port, negotiated.codec)
-        self._session.hold(negotiated.on_hold)
-        response = make_response(request, 200)
-        response.headers.add("Contact", f"<{self.dialog.local_contact}>")
-        response.headers.add("Content-Type", "application/sdp")
-        response.body = self._answer_sdp()
-        transaction.respond(response)
-        self.log.info("call {state}", state="on hold" if negotiated.on_hold else "resumed")
-
-    def _info(self, transaction, request):
-        """DTMF in SIP INFO: application/dtmf-relay (Signal=5) or application/dtmf (5)."""
-        kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        digit = None
-        text = request.body.decode("ascii", "replace")
-        if kind == "application/dtmf-relay":
-            for line in text.splitlines():
-                name, _, value = line.partition("=")
-                if name.strip().lower() == "signal":
-                    digit = value.strip()
-        elif kind == "application/dtmf":
-            digit = text.strip()
-        if digit and len(digit) == 1 and digit.upper() in "0123456789*#ABCD":
-            self._dtmf(digit.upper(), source="info")
-            transaction.respond(200)
-        else:
-            transaction.respond(415, "Unsupported Media Type")
-
-    def _answer_sdp(self):
-        self._session_version += 1
-        direction = "recvonly" if self._negotiated.on_hold else "sendrecv"
-        answer, _ = sdp.answer(
-            self._offer,
-            self._calls.media_address,
-            self._session.local_port,
-            self._session_id,
-            self._session_version,
-            supported=(self.codec.encoding,),
-            direction=direction,
-        )
-        return answer.to_bytes()
-
-    def _dtmf(self, digit, source="rtp"):
-        # The media session merges RFC 4733 and in-band; a phone may send the
-        # same key press as SIP INFO too.
-        if not self._dedup.accept(digit, source, self._calls.clock.seconds()):
-            return
-        self.log.debug("DTMF {digit} ({source})", digit=digit, source=source)
-        waiter = self._digit_waiter
-        if waiter is not None and not waiter.done:
-            waiter.digit(digit)
-        else:
-            self._digits.append(digit)
-
     def _media_inactive(self):
         self.log.warn("no RTP from the caller; hanging up")
         self.hangup("media timeout")
@@ -282,41 +168,6 @@ class InboundCall(ClientOwner):
 
     def transaction_timed_out(self, transaction):
         self.log.info("no answer to our BYE")
-
-
-class CallEnded(Exception):
-    pass
-
-
-class _DigitCollector:
-    def __init__(self, clock, maximum, first_timeout, inter_digit_timeout, terminators):
-        self.result = defer.Deferred()
-        self.done = False
-        self._clock = clock
-        self._maximum = maximum
-        self._inter = inter_digit_timeout
-        self._terminators = terminators
-        self._digits = ""
-        self._timer = clock.callLater(first_timeout, self.finish)
-
-    def digit(self, digit):
-        if digit in self._terminators:
-            self.finish()
-            return
-        self._digits += digit
-        if len(self._digits) >= self._maximum:
-            self.finish()
-            return
-        self._timer.cancel()
-        self._timer = self._clock.callLater(self._inter, self.finish)
-
-    def finish(self):
-        if self.done:
-            return
-        self.done = True
-        if self._timer.active():
-            self._timer.cancel()
-        self.result.callback(self._digits)
 
 
 class Calls:
@@ -426,6 +277,20 @@ class Calls:
         call = self._by_transaction.get(id(transaction))
         if call is not None:
             call.ack_missing()
+
+    def add(self, call):
+        """Hold an outgoing call (L{callcenter.sip.outbound.OutboundCall}) by its dialog key."""
+        self._by_dialog[call.key] = call
+
+    def stray_response(self, response):
+        """
+        A response no transaction matched: a 2xx retransmitted after its
+        INVITE transaction ended goes to the outgoing call it answers, found
+        by Call-ID and our From tag, to be ACKed again (RFC 3261 §13.2.2.4).
+        """
+        call = self._by_dialog.get((response.call_id, response.from_addr.tag))
+        if call is not None and hasattr(call, "response_retransmitted"):
+            call.response_retransmitted(response)
 
     def forget(self, call):
         self._by_dialog.pop(call.key, None)

@@ -9,8 +9,9 @@ from callcenter.sip.message import Request
 
 class Dialog:
     """
-    The UAS side of a dialog (§12.1.1): built from the INVITE we answer and
-    the tag we put in our To.
+    A dialog, from either side.  The constructor builds the UAS side
+    (§12.1.1) from the INVITE we answer and the tag we put in our To;
+    L{for_uac} the UAC side (§12.1.2) from our INVITE and its 2xx.
     """
 
     def __init__(self, invite, local_tag, local_contact):
@@ -30,6 +31,28 @@ class Dialog:
         self.remote_cseq = invite.cseq[0]
         self.local_cseq = 0
 
+    @classmethod
+    def for_uac(cls, invite, response, local_contact):
+        """
+        The UAC side of a dialog (§12.1.2), from the INVITE we sent and a
+        2xx to it: the route set is the 2xx's Record-Route in reverse, the
+        remote target its Contact, the remote tag its To tag.  The remote
+        CSeq stays empty until the far end sends a request.
+        """
+        dialog = cls.__new__(cls)
+        dialog.call_id = invite.call_id
+        dialog.local_tag = invite.from_addr.tag
+        dialog.remote_tag = response.to_addr.tag
+        dialog.local_contact = local_contact
+        dialog.local_party = invite.headers.get("From")
+        dialog.remote_party = response.headers.get("To")
+        contacts = response.headers.get_all("Contact")
+        dialog.remote_target = str(NameAddr.parse(contacts[0]).uri) if contacts else invite.uri
+        dialog.route_set = list(reversed(response.headers.get_all("Record-Route")))
+        dialog.remote_cseq = None
+        dialog.local_cseq = invite.cseq[0]
+        return dialog
+
     @property
     def key(self):
         return (self.call_id, self.local_tag)
@@ -42,7 +65,7 @@ class Dialog:
         number = request.cseq[0]
         if request.method in ("ACK", "CANCEL"):
             return True  # They reuse the INVITE's number.
-        if number <= self.remote_cseq:
+        if self.remote_cseq is not None and number <= self.remote_cseq:
             return False
         self.remote_cseq = number
         return True
@@ -54,6 +77,17 @@ class Dialog:
         next local CSeq.  C{via} is our top Via value, branch included.
         """
         self.local_cseq += 1
+        return self._build(method, via, self.local_cseq)
+
+    def ack(self, via):
+        """
+        The ACK for the 2xx that made this dialog (§13.2.2.4): built like
+        any request in it but with the INVITE's CSeq number.  Call before
+        any other request is sent in the dialog.
+        """
+        return self._build("ACK", via, self.local_cseq)
+
+    def _build(self, method, via, number):
         request = Request(method, self.remote_target)
         request.headers.add("Via", via)
         for route in self.route_set:
@@ -62,6 +96,6 @@ class Dialog:
         request.headers.add("From", self.local_party)
         request.headers.add("To", self.remote_party)
         request.headers.add("Call-ID", self.call_id)
-        request.headers.add("CSeq", f"{self.local_cseq} {method}")
+        request.headers.add("CSeq", f"{number} {method}")
         request.headers.add("Contact", f"<{self.local_contact}>")
         return request

@@ -1,0 +1,178 @@
+"""
+What a SIP call leg does once it is up, whichever side set it up: the
+L{IChannel} media operations, DTMF collection (RFC 4733, SIP INFO,
+in-band; each key press once) and the requests the far end sends inside
+the dialog (BYE, re-INVITE for hold and resume, INFO, OPTIONS).
+L{callcenter.sip.calls.InboundCall} (UAS) and
+L{callcenter.sip.outbound.OutboundCall} (UAC) both build on L{SIPChannel}.
+"""
+
+from twisted.internet import defer
+
+from callcenter.sip import sdp
+from callcenter.sip.message import make_response
+
+
+class SIPChannel:
+    """
+    The shared half of a call leg.  A subclass provides: C{_calls} (the
+    L{callcenter.sip.calls.Calls}: C{clock}, C{media_address}, C{allowed}),
+    C{_session} (the media session), C{_offer} and C{_negotiated} (the last
+    SDP offer from the far end and what it agreed), C{_session_id} and
+    C{_session_version} (our SDP origin), C{_digits}, C{_digit_waiter},
+    C{_dedup} (a L{callcenter.media.dtmf.DigitDeduplicator}), C{dialog},
+    C{state}, C{log} and C{_end(reason)}.
+    """
+
+    # The hang-up reason when the far end sends BYE.
+    remote_hangup = "caller hung up"
+
+    @property
+    def codec(self):
+        return self._negotiated.codec
+
+    def play(self, frames):
+        if self.state == "ended":
+            return defer.succeed(False)
+        return self._session.play(frames)
+
+    def stop_playing(self):
+        self._session.stop_playing()
+
+    def echo(self):
+        self._session.echo()
+
+    def collect_digits(self, maximum, first_timeout, inter_digit_timeout, terminators="#"):
+        """Digits pressed during a prompt are kept: callers type ahead."""
+        waiter = DigitCollector(self._calls.clock, maximum, first_timeout, inter_digit_timeout, terminators)
+        self._digit_waiter = waiter
+        while self._digits and not waiter.done:
+            waiter.digit(self._digits.pop(0))
+        if self.state == "ended":
+            waiter.finish()
+        return waiter.result
+
+    def in_dialog_request(self, transaction, request):
+        if not self.dialog.accepts(request):
+            transaction.respond(500, "Server Internal Error - CSeq Out of Order")
+            return
+        method = request.method
+        if method == "BYE":
+            transaction.respond(200)
+            self._end(self.remote_hangup)
+        elif method == "INVITE":
+            self._reinvite(transaction, request)
+        elif method == "INFO":
+            self._info(transaction, request)
+        elif method == "OPTIONS":
+            response = make_response(request, 200)
+            response.headers.add("Allow", self._calls.allowed)
+            transaction.respond(response)
+        else:
+            response = make_response(request, 405)
+            response.headers.add("Allow", self._calls.allowed)
+            transaction.respond(response)
+
+    def _reinvite(self, transaction, request):
+        """Hold and resume (RFC 3264 §8.4): answer the new offer, keep the codec."""
+        if not request.body:
+            transaction.respond(488, "Not Acceptable Here")  # No offer-less re-INVITE (yet).
+            return
+        try:
+            offer = sdp.SessionDescription.parse(request.body)
+            _, negotiated = sdp.answer(
+                offer, self._calls.media_address, self._session.local_port, self._session_id, 1,
+                supported=(self.codec.encoding,),
+            )
+        except (sdp.SDPError, sdp.NoCommonCodec) as e:
+            self.log.info("re-INVITE refused: {why}", why=str(e))
+            transaction.respond(488, "Not Acceptable Here")
+            return
+        self._offer, self._negotiated = offer, negotiated
+        self._session.set_remote(negotiated.remote_address, negotiated.remote_port, negotiated.codec)
+        self._session.hold(negotiated.on_hold)
+        response = make_response(request, 200)
+        response.headers.add("Contact", f"<{self.dialog.local_contact}>")
+        response.headers.add("Content-Type", "application/sdp")
+        response.body = self._answer_sdp()
+        transaction.respond(response)
+        self.log.info("call {state}", state="on hold" if negotiated.on_hold else "resumed")
+
+    def _info(self, transaction, request):
+        """DTMF in SIP INFO: application/dtmf-relay (Signal=5) or application/dtmf (5)."""
+        kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        digit = None
+        text = request.body.decode("ascii", "replace")
+        if kind == "application/dtmf-relay":
+            for line in text.splitlines():
+                name, _, value = line.partition("=")
+                if name.strip().lower() == "signal":
+                    digit = value.strip()
+        elif kind == "application/dtmf":
+            digit = text.strip()
+        if digit and len(digit) == 1 and digit.upper() in "0123456789*#ABCD":
+            self._dtmf(digit.upper(), source="info")
+            transaction.respond(200)
+        else:
+            transaction.respond(415, "Unsupported Media Type")
+
+    def _answer_sdp(self):
+        self._session_version += 1
+        direction = "recvonly" if self._negotiated.on_hold else "sendrecv"
+        answer, _ = sdp.answer(
+            self._offer,
+            self._calls.media_address,
+            self._session.local_port,
+            self._session_id,
+            self._session_version,
+            supported=(self.codec.encoding,),
+            direction=direction,
+        )
+        return answer.to_bytes()
+
+    def _dtmf(self, digit, source="rtp"):
+        # The media session merges RFC 4733 and in-band; a phone may send the
+        # same key press as SIP INFO too.
+        if not self._dedup.accept(digit, source, self._calls.clock.seconds()):
+            return
+        self.log.debug("DTMF {digit} ({source})", digit=digit, source=source)
+        waiter = self._digit_waiter
+        if waiter is not None and not waiter.done:
+            waiter.digit(digit)
+        else:
+            self._digits.append(digit)
+
+
+class CallEnded(Exception):
+    pass
+
+
+class DigitCollector:
+    def __init__(self, clock, maximum, first_timeout, inter_digit_timeout, terminators):
+        self.result = defer.Deferred()
+        self.done = False
+        self._clock = clock
+        self._maximum = maximum
+        self._inter = inter_digit_timeout
+        self._terminators = terminators
+        self._digits = ""
+        self._timer = clock.callLater(first_timeout, self.finish)
+
+    def digit(self, digit):
+        if digit in self._terminators:
+            self.finish()
+            return
+        self._digits += digit
+        if len(self._digits) >= self._maximum:
+            self.finish()
+            return
+        self._timer.cancel()
+        self._timer = self._clock.callLater(self._inter, self.finish)
+
+    def finish(self):
+        if self.done:
+            return
+        self.done = True
+        if self._timer.active():
+            self._timer.cancel()
+        self.result.callback(self._digits)
