@@ -293,6 +293,7 @@ class Sipp:
             "-trace_stat", "-stf", stat_file, "-fd", "1",
             "-trace_err", "-error_file", err_file,
         ]
+        wait_idle(watch_pids)
         cpu_before = cpu_ns(watch_pids)
         ticks_before = user_sys_ticks(watch_pids)
         started = time.monotonic()
@@ -332,6 +333,21 @@ class Sipp:
             "sipp_cpu_pct": 100.0 * (usage.ru_utime + usage.ru_stime) / elapsed,
             "call_ms": _duration_ms(stats.get("CallLength(C)", "")),
         }
+
+
+def wait_idle(pids, window=0.5, threshold=0.05, limit=30.0):
+    """
+    Wait until the registrar is idle (under 5 % CPU over half a second): after
+    an overload it may still be working through queued requests, which
+    would count against the next run.
+    """
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_ns(pids)
+        time.sleep(window)
+        if (cpu_ns(pids) - before) / 1e9 / window < threshold:
+            return
+    log("  (registrar still busy after 30 s; measuring anyway)")
 
 
 def _last_stats(path):
@@ -689,7 +705,9 @@ def main():
     def terminate(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, terminate)
+    # SIGINT too: a shell without job control starts background jobs with it ignored.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, terminate)
     workdir = tempfile.mkdtemp(prefix="bench-register-")
     procs = Processes()
     results = []

@@ -1,22 +1,24 @@
 """
 The registrar (RFC 3261 §10.3): extensions REGISTER, authenticated by
-digest against the HA1 values in sip_accounts; their bindings are kept in
-the database, durable before the 200 OK, so a restart forgets nobody.
+digest against the HA1 values in sip_accounts; their bindings are kept by
+the location service, durable before the 200 OK, so a restart forgets
+nobody.
 """
 
 import secrets
 from dataclasses import dataclass
 from email.utils import formatdate
 
-import sqlalchemy as sa
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
-from callcenter.log import bind
 from callcenter.sip.address import NameAddr
 from callcenter.sip.digest import parse_auth_params
+from callcenter.sip.location import Binding
 from callcenter.sip.message import make_response
-from callcenter.store.schema import sip_accounts, sip_bindings
+
+# Module-level: a Logger class attribute builds a new Logger at every access.
+_log = Logger()
 
 
 @dataclass(frozen=True)
@@ -26,17 +28,6 @@ class RegistrationPolicy:
     default_expires: int = 3600
     min_expires: int = 60
     max_expires: int = 7200
-
-
-@dataclass(frozen=True)
-class Binding:
-    aor: str
-    contact: str
-    expires_at: float
-    call_id: str
-    cseq: int
-    source: str
-    user_agent: str | None
 
 
 class RegistrationRefused(Exception):
@@ -49,25 +40,6 @@ class RegistrationRefused(Exception):
         self.headers = headers
 
 
-def _load_account(connection, username):
-    row = connection.execute(
-        sa.select(sip_accounts.c.ha1_md5, sip_accounts.c.ha1_sha256, sip_accounts.c.realm)
-        .where(sip_accounts.c.username == username)
-        .where(sip_accounts.c.enabled.is_(True))
-    ).first()
-    return None if row is None else {"MD5": row.ha1_md5, "SHA-256": row.ha1_sha256, "realm": row.realm}
-
-
-def _current(connection, aor, now):
-    rows = connection.execute(
-        sa.select(sip_bindings)
-        .where(sip_bindings.c.aor == aor)
-        .where(sip_bindings.c.expires_at > now)
-        .order_by(sip_bindings.c.contact)
-    )
-    return [Binding(**row._asdict()) for row in rows]
-
-
 class Registrar:
     """
     Handles REGISTER for the transaction user.  C{verifier} is a
@@ -75,31 +47,26 @@ class Registrar:
     authentication failure so scanners get blocked.
     """
 
-    log = Logger()
-
-    def __init__(self, store, clock, verifier, guard, policy=RegistrationPolicy()):
-        self._store = store
+    def __init__(self, accounts, location, clock, verifier, guard, policy=RegistrationPolicy()):
+        """
+        @param accounts: an L{callcenter.sip.accounts.AccountCache}.
+        @param location: a loaded (or loading) L{callcenter.sip.location.LocationService}.
+        """
+        self._accounts = accounts
+        self._location = location
         self._clock = clock
         self._verifier = verifier
         self._guard = guard
         self._policy = policy
 
     def contacts(self, aor):
-        """Deferred list of the live L{Binding}s of an extension."""
-        return self._store.transaction(_current, aor, self._clock.seconds())
-
-    def purge_expired(self):
-        """Delete lapsed bindings; returns a Deferred firing with how many."""
-
-        def purge(connection, now):
-            return connection.execute(sip_bindings.delete().where(sip_bindings.c.expires_at <= now)).rowcount
-
-        return self._store.transaction(purge, self._clock.seconds())
+        """The live L{Binding}s of an extension."""
+        return self._location.current(aor)
 
     @defer.inlineCallbacks
     def register(self, transaction, request, source):
         """Answer one REGISTER on its server transaction."""
-        log = bind(self.log, cid=request.call_id)
+        cid = request.call_id
         host = source.address[0]
         authorization = request.headers.get("Authorization")
         if authorization is None:
@@ -110,7 +77,7 @@ class Registrar:
             username = params.get("username", "")
         except ValueError:
             username = ""
-        account = (yield self._store.transaction(_load_account, username)) if username else None
+        account = (yield self._accounts.lookup(username)) if username else None
 
         def lookup(user, algorithm):
             return account.get(algorithm) if account is not None and user == username else None
@@ -121,9 +88,9 @@ class Registrar:
             return
         if not outcome.ok:
             if self._guard.auth_failed(host):
-                log.warn("blocking {source}: repeated authentication failures", source=repr(source))
-            log.info(
-                "REGISTER from {source} refused: {why}", source=repr(source), why=outcome.log_reason
+                _log.warn("blocking {source}: repeated authentication failures", source=repr(source), cid=cid)
+            _log.info(
+                "REGISTER from {source} refused: {why}", source=repr(source), why=outcome.log_reason, cid=cid
             )
             transaction.respond(403, "Forbidden")
             return
@@ -134,26 +101,36 @@ class Registrar:
             aor = None
         if aor != outcome.username:
             # Authenticated as one extension, registering another: §10.3 step 6.
-            log.info("{user} may not register {aor}", user=outcome.username, aor=aor)
+            _log.info("{user} may not register {aor}", user=outcome.username, aor=aor, cid=cid)
             transaction.respond(403, "Forbidden")
             return
+        yield self._location.when_loaded()
+        now = self._clock.seconds()
         try:
-            bindings = yield self._store.transaction(
-                self._apply, aor, request, repr(source), self._clock.seconds()
-            )
+            updates = self._updates(aor, request, repr(source), now)
         except RegistrationRefused as refused:
             response = make_response(request, refused.status, refused.reason, to_tag=_tag())
             for name, value in refused.headers.items():
                 response.headers.add(name.replace("_", "-"), value)
             transaction.respond(response)
             return
+        before = {binding.contact for binding in self._location.current(aor)}
+        if updates:
+            yield self._location.change(aor, updates)
+        bindings = self._location.current(aor)
         now = self._clock.seconds()
         response = make_response(request, 200, to_tag=_tag())
         for binding in bindings:
             response.headers.add("Contact", f"<{binding.contact}>;expires={max(0, int(binding.expires_at - now))}")
         response.headers.add("Date", formatdate(now, usegmt=True))
         transaction.respond(response)
-        log.info("{aor} registered {count} contacts from {source}", aor=aor, count=len(bindings), source=repr(source))
+        # Phones refresh every few minutes: only a change is worth a line at info.
+        changed = before != {binding.contact for binding in bindings}
+        _log.emit(
+            LogLevel.info if changed else LogLevel.debug,
+            "{aor} registered {count} contacts from {source}",
+            aor=aor, count=len(bindings), source=repr(source), cid=cid,
+        )
 
     def _challenge(self, transaction, request, stale=False):
         response = make_response(request, 401, "Unauthorized", to_tag=_tag())
@@ -176,19 +153,19 @@ class Registrar:
             raise RegistrationRefused(423, "Interval Too Brief", Min_Expires=str(self._policy.min_expires))
         return min(seconds, self._policy.max_expires)
 
-    def _apply(self, connection, aor, request, source, now):
-        """RFC 3261 §10.3 steps 6-8, in one transaction; returns the live bindings."""
+    def _updates(self, aor, request, source, now):
+        """RFC 3261 §10.3 steps 6-8: what the REGISTER changes, contact -> L{Binding} or None."""
         contacts = request.headers.get_all("Contact")
         call_id, cseq = request.call_id, request.cseq[0]
-        existing = {b.contact: b for b in _current(connection, aor, now)}
+        existing = {b.contact: b for b in self._location.current(aor)}
         if "*" in [c.strip() for c in contacts]:
             if len(contacts) != 1 or request.headers.get("Expires", "").strip() != "0":
                 raise RegistrationRefused(400, "Bad Request - Wildcard Contact needs Expires: 0 alone")
             for binding in existing.values():
                 self._check_order(binding, call_id, cseq)
-            connection.execute(sip_bindings.delete().where(sip_bindings.c.aor == aor))
-            return []
+            return dict.fromkeys(existing)
         user_agent = (request.headers.get("User-Agent") or "")[:255] or None
+        updates = {}
         for value in contacts:
             try:
                 contact = NameAddr.parse(value)
@@ -201,23 +178,11 @@ class Registrar:
             old = existing.get(uri)
             if old is not None:
                 self._check_order(old, call_id, cseq)
-            connection.execute(
-                sip_bindings.delete().where(sip_bindings.c.aor == aor).where(sip_bindings.c.contact == uri)
-            )
             if expires:
-                connection.execute(
-                    sip_bindings.insert(),
-                    {
-                        "aor": aor,
-                        "contact": uri,
-                        "expires_at": now + expires,
-                        "call_id": call_id,
-                        "cseq": cseq,
-                        "source": source,
-                        "user_agent": user_agent,
-                    },
-                )
-        return _current(connection, aor, now)
+                updates[uri] = Binding(aor, uri, now + expires, call_id, cseq, source, user_agent)
+            elif old is not None:
+                updates[uri] = None
+        return updates
 
     @staticmethod
     def _check_order(binding, call_id, cseq):

@@ -25,7 +25,15 @@ class DatagramDestination:
         self.address = address
 
     def send(self, data):
-        self._protocol.transport.write(data, self.address)
+        # The socket's own sendto: Twisted's Port.write checks the address
+        # is an IP literal on every call, which costs as much as the send.
+        # Addresses here came from the socket or from our own resolution.
+        try:
+            self._protocol.transport.socket.sendto(data, self.address)
+        except OSError as error:
+            # A full buffer or an ICMP error from an earlier datagram: the
+            # transaction layer retransmits over UDP, so count and go on.
+            self._protocol.send_failed(self.address, error)
 
     def local(self):
         """Our end: (transport, host, port), for Via and Contact."""
@@ -142,8 +150,19 @@ class SIPCore:
 
 
 class SIPDatagramProtocol(DatagramProtocol):
+    log = Logger()
+
     def __init__(self, core):
         self.core = core
+        self.send_errors = 0
+
+    def send_failed(self, address, error):
+        self.send_errors += 1
+        if self.send_errors % 1000 == 1:
+            self.log.warn(
+                "SIP send to {address} failed: {error} ({count} so far)",
+                address=address, error=error, count=self.send_errors,
+            )
 
     def datagramReceived(self, data, address):
         self.core.datagram_received(data, DatagramDestination(self, address))

@@ -6,6 +6,7 @@ import os
 from prometheus_client import Counter
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -13,10 +14,12 @@ from callcenter.health import OK, Health
 from callcenter.interfaces import IHealthCheck
 from callcenter.listeners import datagram_listener, stream_listener
 from callcenter.media.engine import MediaEngine
+from callcenter.sip.accounts import REFRESH_SECONDS, AccountCache
 from callcenter.sip.calls import Calls
 from callcenter.sip.digest import DigestVerifier, NonceCounts, NonceIssuer
 from callcenter.sip.dispatch import RequestDispatcher
 from callcenter.sip.guard import SourceGuard
+from callcenter.sip.location import LocationService
 from callcenter.sip.registrar import Registrar, RegistrationPolicy
 from callcenter.sip.transaction import TransactionLayer
 from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory
@@ -47,7 +50,9 @@ class TelephonyService(MultiService):
             config.realm, issuer, NonceCounts(clock), algorithms=config.digest_algorithms
         )
         policy = RegistrationPolicy(config.default_expires, config.min_expires, config.max_expires)
-        self.registrar = Registrar(context.store, clock, verifier, self.guard, policy)
+        self.accounts = AccountCache(context.store, clock)
+        self.location = LocationService(context.store, clock)
+        self.registrar = Registrar(self.accounts, self.location, clock, verifier, self.guard, policy)
         packets = Counter(
             "callcenter_sip_messages",
             "SIP messages received, by outcome (accepted, malformed, dropped).",
@@ -93,9 +98,16 @@ class TelephonyService(MultiService):
         purge = TimerService(PURGE_INTERVAL, self._purge)
         purge.clock = clock
         purge.setServiceParent(self)
+        refresh = TimerService(REFRESH_SECONDS, self._refresh_accounts)
+        refresh.clock = clock
+        refresh.setServiceParent(self)
 
     def startService(self):
         self.media.start()
+        self.location.load().addCallbacks(
+            lambda count: self.log.info("{count} registrations loaded", count=count),
+            lambda f: self.log.failure("loading registrations failed", f),
+        )
         super().startService()
 
     def stopService(self):
@@ -104,15 +116,19 @@ class TelephonyService(MultiService):
         d = super().stopService()
 
         def listeners_stopped(result):
-            return self.media.stop().addCallback(lambda _: result)
+            stopped = defer.gatherResults([self.media.stop(), self.location.flushed()])
+            return stopped.addCallback(lambda _: result)
 
         return d.addBoth(listeners_stopped)
 
     def _purge(self):
         # A failure is logged and the next round tries again.
-        return self.registrar.purge_expired().addErrback(
+        return self.location.purge_expired().addErrback(
             lambda f: self.log.failure("purging expired registrations failed", f)
         )
+
+    def _refresh_accounts(self):
+        return self.accounts.refresh().addErrback(lambda f: self.log.failure("reading SIP accounts failed", f))
 
     def check_health(self):
         return Health(

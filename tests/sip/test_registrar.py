@@ -8,7 +8,8 @@ import itertools
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+import sqlalchemy as sa
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from callcenter.config import StorageConfig
@@ -23,10 +24,12 @@ from callcenter.sip.digest import (
 )
 from callcenter.sip.guard import BLOCK, SourceGuard
 from callcenter.sip.message import Request
+from callcenter.sip.accounts import NEGATIVE_SECONDS, AccountCache
+from callcenter.sip.location import RETRY_SECONDS, Binding, LocationService
 from callcenter.sip.registrar import Registrar, RegistrationPolicy
 from callcenter.sip.transaction import ServerNonInviteTransaction, new_branch
 from callcenter.sip.transport import DatagramDestination
-from callcenter.store.schema import sip_accounts
+from callcenter.store.schema import sip_accounts, sip_bindings
 from callcenter.store.service import StoreService
 
 REALM = "callcenter"
@@ -87,7 +90,9 @@ def guard(clock):
 @pytest.fixture
 def registrar(store, clock, guard):
     verifier = DigestVerifier(REALM, NonceIssuer(b"k" * 32, clock, 300), NonceCounts(clock))
-    return Registrar(store, clock, verifier, guard, RegistrationPolicy(3600, 60, 7200))
+    location = LocationService(store, clock, batch_window=0)
+    location.load()
+    return Registrar(AccountCache(store, clock), location, clock, verifier, guard, RegistrationPolicy(3600, 60, 7200))
 
 
 class Phone:
@@ -173,7 +178,7 @@ def test_several_contacts_and_their_own_expiry(registrar, clock):
     clock.advance(121)
     live = yield registrar.contacts("1001")
     assert [b.contact for b in live] == ["sip:1001@198.51.100.4:5060"]
-    assert (yield registrar.purge_expired()) == 1
+    assert (yield registrar._location.purge_expired()) == 1
 
 
 @pytest_twisted.inlineCallbacks
@@ -252,5 +257,108 @@ def test_a_stale_nonce_is_rechallenged_with_stale_true(registrar, clock):
 def test_bindings_survive_a_new_registrar(registrar, store, clock, guard):
     yield Phone(registrar).register(expires=600)
     verifier = DigestVerifier(REALM, NonceIssuer(b"z" * 32, clock, 300), NonceCounts(clock))
-    restarted = Registrar(store, clock, verifier, guard)
+    location = LocationService(store, clock)
+    assert (yield location.load()) == 1
+    restarted = Registrar(AccountCache(store, clock), location, clock, verifier, guard)
     assert [b.contact for b in (yield restarted.contacts("1001"))] == ["sip:1001@192.0.2.10:5062"]
+
+
+class CountingStore:
+    """The real store, counting transactions and failing the ones asked to."""
+
+    def __init__(self, store):
+        self.store = store
+        self.transactions = 0
+        self.fail_next = 0
+
+    def transaction(self, work, *args):
+        self.transactions += 1
+        if self.fail_next:
+            self.fail_next -= 1
+            return defer.fail(OSError("disk full"))
+        return self.store.transaction(work, *args)
+
+
+def stored_contacts(connection):
+    return sorted(row.contact for row in connection.execute(sa.select(sip_bindings.c.contact)))
+
+
+def binding(contact, clock, expires=600):
+    return Binding("1001", contact, clock.seconds() + expires, "c@x", 1, "udp:192.0.2.10:5062", None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_concurrent_registrations_share_one_commit(store, clock):
+    counting = CountingStore(store)
+    location = LocationService(counting, clock, batch_window=0.01)
+    yield location.load()
+    counting.transactions = 0
+    contacts = [f"sip:1001@192.0.2.{n}:5060" for n in range(10)]
+    waits = [location.change("1001", {contact: binding(contact, clock)}) for contact in contacts[:5]]
+    assert counting.transactions == 0
+    clock.advance(0.01)
+    # While the first five commit together, the next five gather for one more.
+    waits += [location.change("1001", {contact: binding(contact, clock)}) for contact in contacts[5:]]
+    yield defer.gatherResults(waits)
+    assert counting.transactions == 2
+    assert (yield store.transaction(stored_contacts)) == sorted(contacts)
+    assert [b.contact for b in location.current("1001")] == sorted(contacts)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failed_commit_is_reported_and_written_later(store, clock):
+    counting = CountingStore(store)
+    location = LocationService(counting, clock, batch_window=0)
+    yield location.load()
+    counting.fail_next = 1
+    contact = "sip:1001@192.0.2.10:5062"
+    with pytest.raises(OSError):
+        yield location.change("1001", {contact: binding(contact, clock)})
+    assert (yield store.transaction(stored_contacts)) == []
+    clock.advance(RETRY_SECONDS)
+    yield location.flushed()
+    assert (yield store.transaction(stored_contacts)) == [contact]
+
+
+@pytest_twisted.inlineCallbacks
+def test_register_answers_500_path_when_the_database_fails(registrar, store):
+    registrar._location._store = failing = CountingStore(store)
+    phone = Phone(registrar)
+    yield phone.send()
+    failing.fail_next = 1
+    with pytest.raises(OSError):
+        # The dispatcher turns this into 500 with Retry-After.
+        yield phone.send()
+
+
+@pytest_twisted.inlineCallbacks
+def test_accounts_are_read_together_and_a_disabled_one_lapses_at_refresh(store, clock):
+    counting = CountingStore(store)
+    accounts = AccountCache(counting, clock)
+    assert (yield accounts.refresh()) == 2
+    first, second = accounts.lookup("1001"), accounts.lookup("1001")
+    assert (yield first)["MD5"] == (yield second)["MD5"] == sip_ha1("1001", REALM, "demo1001", "MD5")
+    assert counting.transactions == 1
+
+    def disable(connection):
+        connection.execute(sip_accounts.update().values(enabled=False).where(sip_accounts.c.username == "1001"))
+
+    yield store.transaction(disable)
+    assert (yield accounts.lookup("1001")) is not None
+    assert (yield accounts.refresh()) == 1
+    assert (yield accounts.lookup("1001")) is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_unknown_names_cost_one_query_each_and_are_remembered_briefly(store, clock):
+    counting = CountingStore(store)
+    accounts = AccountCache(counting, clock)
+    both = [accounts.lookup("nobody"), accounts.lookup("nobody")]
+    assert (yield defer.gatherResults(both)) == [None, None]
+    assert (yield accounts.lookup("nobody")) is None
+    assert counting.transactions == 1
+    clock.advance(NEGATIVE_SECONDS)
+    assert (yield accounts.lookup("nobody")) is None
+    assert counting.transactions == 2
+    # A name created since the last refresh is found on its own.
+    assert (yield accounts.lookup("1002")) is not None

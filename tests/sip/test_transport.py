@@ -37,12 +37,16 @@ class Layer:
 
 
 class Datagrams:
-    """A UDP transport that keeps what is written."""
+    """A UDP port whose socket keeps what is sent, or fails as told."""
 
     def __init__(self):
         self.written = []
+        self.socket = self
+        self.error = None
 
-    def write(self, data, address):
+    def sendto(self, data, address):
+        if self.error is not None:
+            raise self.error
         self.written.append((parse_message(data), address))
 
 
@@ -165,3 +169,13 @@ def test_an_oversized_tcp_message_is_refused_and_the_connection_closed(tcp):
     protocol, transport = tcp
     protocol.dataReceived(b"OPTIONS sip:x SIP/2.0\r\nSubject: " + b"x" * 70000)
     assert transport.disconnecting
+
+
+def test_a_failed_udp_send_is_counted_not_raised(udp):
+    # ECONNREFUSED from an earlier datagram's ICMP, or a full buffer.
+    udp.transport.error = ConnectionRefusedError(111, "Connection refused")
+    udp.datagramReceived(OPTIONS.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), ("203.0.113.7", 40000))
+    assert udp.send_errors == 1
+    udp.transport.error = None
+    udp.datagramReceived(OPTIONS.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), ("203.0.113.7", 40000))
+    assert [response.status for response, _ in udp.transport.written] == [400]
