@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
 
 from callcenter.sip.address import NameAddr
-from callcenter.sip.digest import parse_auth_params
+from callcenter.sip.authn import Authenticated
 from callcenter.sip.location import Binding
 from callcenter.sip.message import make_response
 
@@ -41,22 +41,16 @@ class RegistrationRefused(Exception):
 
 
 class Registrar:
-    """
-    Handles REGISTER for the transaction user.  C{verifier} is a
-    L{callcenter.sip.digest.DigestVerifier}; C{guard} learns of every
-    authentication failure so scanners get blocked.
-    """
+    """Handles REGISTER for the transaction user."""
 
-    def __init__(self, accounts, location, clock, verifier, guard, policy=RegistrationPolicy()):
+    def __init__(self, authenticator, location, clock, policy=RegistrationPolicy()):
         """
-        @param accounts: an L{callcenter.sip.accounts.AccountCache}.
+        @param authenticator: an L{callcenter.sip.authn.Authenticator}.
         @param location: a loaded (or loading) L{callcenter.sip.location.LocationService}.
         """
-        self._accounts = accounts
+        self._authenticator = authenticator
         self._location = location
         self._clock = clock
-        self._verifier = verifier
-        self._guard = guard
         self._policy = policy
 
     def contacts(self, aor):
@@ -67,34 +61,10 @@ class Registrar:
     def register(self, transaction, request, source):
         """Answer one REGISTER on its server transaction."""
         cid = request.call_id
-        host = source.address[0]
-        authorization = request.headers.get("Authorization")
-        if authorization is None:
-            self._challenge(transaction, request)
+        outcome = yield self._authenticator.authenticate(request, source)
+        if not isinstance(outcome, Authenticated):
+            transaction.respond(outcome)  # A challenge or a refusal.
             return
-        try:
-            _, params = parse_auth_params(authorization)
-            username = params.get("username", "")
-        except ValueError:
-            username = ""
-        account = (yield self._accounts.lookup(username)) if username else None
-
-        def lookup(user, algorithm):
-            return account.get(algorithm) if account is not None and user == username else None
-
-        outcome = self._verifier.verify("REGISTER", authorization, lookup, request.uri)
-        if outcome.stale:
-            self._challenge(transaction, request, stale=True)
-            return
-        if not outcome.ok:
-            if self._guard.auth_failed(host):
-                _log.warn("blocking {source}: repeated authentication failures", source=repr(source), cid=cid)
-            _log.info(
-                "REGISTER from {source} refused: {why}", source=repr(source), why=outcome.log_reason, cid=cid
-            )
-            transaction.respond(403, "Forbidden")
-            return
-        self._guard.auth_succeeded(host)
         try:
             aor = NameAddr.parse(request.headers.get("To")).uri.user
         except (ValueError, AttributeError):
@@ -131,12 +101,6 @@ class Registrar:
             "{aor} registered {count} contacts from {source}",
             aor=aor, count=len(bindings), source=repr(source), cid=cid,
         )
-
-    def _challenge(self, transaction, request, stale=False):
-        response = make_response(request, 401, "Unauthorized", to_tag=_tag())
-        for value in self._verifier.challenge(stale=stale):
-            response.headers.add("WWW-Authenticate", value)
-        transaction.respond(response)
 
     def _expiry(self, contact_params, request):
         """§10.2.1.1: the Contact's expires parameter, else the Expires header, else our default."""

@@ -15,6 +15,7 @@ from callcenter.interfaces import IHealthCheck
 from callcenter.listeners import datagram_listener, stream_listener
 from callcenter.media.engine import MediaEngine
 from callcenter.sip.accounts import REFRESH_SECONDS, AccountCache
+from callcenter.sip.authn import Authenticator
 from callcenter.sip.calls import Calls
 from callcenter.sip.digest import DigestVerifier, NonceCounts, NonceIssuer
 from callcenter.sip.dispatch import RequestDispatcher
@@ -52,7 +53,8 @@ class TelephonyService(MultiService):
         policy = RegistrationPolicy(config.default_expires, config.min_expires, config.max_expires)
         self.accounts = AccountCache(context.store, clock)
         self.location = LocationService(context.store, clock)
-        self.registrar = Registrar(self.accounts, self.location, clock, verifier, self.guard, policy)
+        self.authenticator = Authenticator(self.accounts, verifier, self.guard)
+        self.registrar = Registrar(self.authenticator, self.location, clock, policy)
         packets = Counter(
             "callcenter_sip_messages",
             "SIP messages received, by outcome (accepted, malformed, dropped).",

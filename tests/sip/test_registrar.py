@@ -24,6 +24,7 @@ from callcenter.sip.digest import (
 )
 from callcenter.sip.guard import BLOCK, SourceGuard
 from callcenter.sip.message import Request
+from callcenter.sip.authn import Authenticator
 from callcenter.sip.accounts import NEGATIVE_SECONDS, AccountCache
 from callcenter.sip.location import RETRY_SECONDS, Binding, LocationService
 from callcenter.sip.registrar import Registrar, RegistrationPolicy
@@ -92,7 +93,8 @@ def registrar(store, clock, guard):
     verifier = DigestVerifier(REALM, NonceIssuer(b"k" * 32, clock, 300), NonceCounts(clock))
     location = LocationService(store, clock, batch_window=0)
     location.load()
-    return Registrar(AccountCache(store, clock), location, clock, verifier, guard, RegistrationPolicy(3600, 60, 7200))
+    authenticator = Authenticator(AccountCache(store, clock), verifier, guard)
+    return Registrar(authenticator, location, clock, RegistrationPolicy(3600, 60, 7200))
 
 
 class Phone:
@@ -259,7 +261,7 @@ def test_bindings_survive_a_new_registrar(registrar, store, clock, guard):
     verifier = DigestVerifier(REALM, NonceIssuer(b"z" * 32, clock, 300), NonceCounts(clock))
     location = LocationService(store, clock)
     assert (yield location.load()) == 1
-    restarted = Registrar(AccountCache(store, clock), location, clock, verifier, guard)
+    restarted = Registrar(Authenticator(AccountCache(store, clock), verifier, guard), location, clock)
     assert [b.contact for b in (yield restarted.contacts("1001"))] == ["sip:1001@192.0.2.10:5062"]
 
 
