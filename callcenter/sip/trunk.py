@@ -153,6 +153,7 @@ class Trunk(Service, ClientOwner):
         self._nonce_count = 0
         self._fresh_challenge_answered = False
         self._stopped = None
+        self._registration_waiters = []
         self.state = "stopped"
         self.registered_until = None
         self.failing_since = None
@@ -209,6 +210,14 @@ class Trunk(Service, ClientOwner):
             "last_status": self.last_status,
             "last_reason": self.last_reason,
         }
+
+    def when_registered(self):
+        """A Deferred firing with the trunk once it is registered (at once if it is)."""
+        if self.state == "registered":
+            return defer.succeed(self)
+        d = defer.Deferred()
+        self._registration_waiters.append(d)
+        return d
 
     def check_health(self):
         return Health(FAILING if self.state == "failing" else OK, self.status())
@@ -389,6 +398,9 @@ class Trunk(Service, ClientOwner):
         self.last_status, self.last_reason = 200, "OK"
         self.log.info("{trunk}: registered for {expires} s", trunk=repr(self), expires=expires)
         self._schedule(refresh_delay(expires, self._margin))
+        waiters, self._registration_waiters = self._registration_waiters, []
+        for d in waiters:
+            d.callback(self)
 
     def _failed(self, status, reason, response=None):
         now = self._clock.seconds()
