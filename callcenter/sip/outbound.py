@@ -291,6 +291,7 @@ class OutboundCall(SIPChannel, ClientOwner):
             except (sdp.SDPError, sdp.NoCommonCodec) as e:
                 self.log.info("unusable early media: {why}", why=str(e))
             else:
+                self._negotiated = negotiated
                 self._session.set_remote(negotiated.remote_address, negotiated.remote_port, negotiated.codec)
         if self._progress is not None:
             try:

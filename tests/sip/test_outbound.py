@@ -26,13 +26,6 @@ ANSWER = (
 )
 
 
-class Dispatcher(RequestDispatcher):
-    """The server's dispatcher, with stray responses routed as outbound calls need."""
-
-    def stray_response(self, response, source):
-        self._calls.stray_response(response)
-
-
 @pytest.fixture
 def clock():
     return Clock()
@@ -52,7 +45,7 @@ def engine():
 def calls(clock, wire, engine):
     layer = TransactionLayer(clock, wire, None)
     calls = Calls(layer, clock, engine, "127.0.0.1", lambda number: None, lambda d: d.local())
-    layer.user = Dispatcher(Registrar(), calls, lambda host: False)
+    layer.user = RequestDispatcher(Registrar(), calls, lambda host: False)
     return calls
 
 
@@ -362,3 +355,13 @@ def test_answer_fires_when_the_far_end_answers(calls, engine, wire):
     outcome.call.answer().addCallback(waited.append)
     FarEnd(calls, invite_of(wire)).respond(200, ANSWER)
     assert waited == [None]
+
+
+def test_early_media_in_a_183_is_played_while_it_rings(calls, engine, wire):
+    outcome = place(calls, engine)
+    far = FarEnd(calls, invite_of(wire))
+    far.respond(183, ANSWER)
+    assert [r.status for r in outcome.progress] == [183]
+    assert engine.sessions[0].remote == ("198.51.100.20", 50000, "PCMA")
+    assert outcome.call.codec.encoding == "PCMA"
+    assert outcome.result is None
