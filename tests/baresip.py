@@ -219,7 +219,7 @@ class Baresip:
             if event.get("type") in types:
                 return event
 
-    def register(self, user, password, registrar_port, transport="udp", regint=600, answermode=None):
+    def register(self, user, password, registrar_port, transport="udp", regint=600, answermode=None, codecs="PCMU,PCMA"):
         """
         Create the account C{sip:user@127.0.0.1:registrar_port}; baresip
         REGISTERs at once (wait for REGISTER_OK or REGISTER_FAIL).
@@ -227,7 +227,7 @@ class Baresip:
         uri = f"sip:{user}@127.0.0.1:{registrar_port}"
         if transport != "udp":
             uri += f";transport={transport}"
-        line = f"<{uri}>;auth_pass={password};regint={regint};audio_codecs=PCMU,PCMA"
+        line = f"<{uri}>;auth_pass={password};regint={regint};audio_codecs={codecs}"
         if answermode:
             line += f";answermode={answermode}"
         return self.command("uanew", line)

@@ -109,6 +109,7 @@ class MediaEngine:
         self._poller = None
         # fd -> (the socket's recvfrom, its session), for sockets we read.
         self._readers = {}
+        self._tick_hooks = []
 
     @property
     def tick_index(self):
@@ -130,6 +131,21 @@ class MediaEngine:
             "packets_sent": self._closed_sent + sum(s.packets_sent for s in sessions),
             "packets_received": self._closed_received + sum(s.packets_received for s in sessions),
         }
+
+    def add_tick_hook(self, hook):
+        """
+        Call C{hook(index, now)} on every tick after every session's
+        L{MediaSession.on_tick}: all the frames received in the tick are
+        out by then (a conference mixes them there), and what the hook
+        feeds the sessions goes out on the next tick.  Hooks run in the
+        order they were added.
+        """
+        self._tick_hooks.append(hook)
+
+    def remove_tick_hook(self, hook):
+        """Stop calling C{hook}; one not (or no longer) added is ignored."""
+        if hook in self._tick_hooks:
+            self._tick_hooks.remove(hook)
 
     def start(self):
         if self._timer is not None:
@@ -169,6 +185,12 @@ class MediaEngine:
                 session.on_tick(index, now)
             except Exception:
                 self.log.failure("media session on port {port} failed its tick", port=session.local_port)
+        if self._tick_hooks:
+            for hook in tuple(self._tick_hooks):
+                try:
+                    hook(index, now)
+                except Exception:
+                    self.log.failure("tick hook {hook!r} failed", hook=hook)
         self._tick_index = index + 1
         if self._timer is not None:
             next_due = self._started_at + self._tick_index * tick

@@ -16,6 +16,7 @@ import errno
 import random
 import secrets
 import struct
+from collections import deque
 
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -62,6 +63,13 @@ DIGIT_DEDUP_WINDOW = 0.2
 
 # Q.24 wants at least 40 ms between in-band digits; 60 ms is common.
 _INBAND_GAP_FRAMES = 3
+
+# Live frames waiting to be sent (see MediaSession.feed).  A feeder on the
+# engine's tick adds one frame a tick and the session takes one a tick, so
+# one place is all that is ever used; the second absorbs a feeder off the
+# tick (another clock) at the price of one frame of delay, and beyond it
+# the oldest frame goes, so a stalled consumer never builds up a backlog.
+_LIVE_DEPTH = 2
 
 _RTCP_SDES = 202
 _SDES_CNAME = 1
@@ -115,7 +123,13 @@ class MediaSession:
         arrived, in order, silence in the codec where a packet is missing;
       - C{dtmf_received(digit)}: each key press once, whichever way it came;
       - C{inactive()}: once, when no RTP has come for the engine's
-        C{inactivity_timeout} after L{set_remote}, except while on hold.
+        C{inactivity_timeout} after L{set_remote}, except while on hold;
+      - C{tap(index, received, sent)}: every tick, for recordings: the
+        frame played out of the jitter buffer (None before any RTP came)
+        and the audio frame sent (None when nothing or only RFC 4733
+        events went out), both in the session's codec.
+    Whoever feeds the session live audio (a bridge, a conference) and
+    must let go when it closes registers with L{add_close_hook}.
     """
 
     log = Logger()
@@ -126,6 +140,7 @@ class MediaSession:
         self.audio_received = None
         self.dtmf_received = None
         self.inactive = None
+        self.tap = None
         self.codec = None
         self.remote = None
         self.latched = False
@@ -162,6 +177,8 @@ class MediaSession:
         self._play_deferred = None
         self._dtmf_queue = []
         self._echo = False
+        self._live = deque(maxlen=_LIVE_DEPTH)
+        self._close_hooks = []
         self._jitter = JitterBuffer(engine.jitter_depth)
         self._receiving = False
         self._remote_ssrc = None
@@ -328,9 +345,30 @@ class MediaSession:
         self._dtmf_queue.append(press)
         return done
 
+    def feed(self, payload):
+        """
+        Live audio from elsewhere (the other leg of a bridge, a conference
+        mix): C{payload}, one frame in this session's codec, goes out on
+        this tick if the session has not ticked yet, else on the next.
+        Each tick takes one frame whatever is sent, so a frame that a
+        prompt, a key press or hold keeps off the wire is dropped, never
+        sent late; a tick with nothing fed sends nothing (silence
+        suppression), as an idle session does.
+        """
+        self._live.append(payload)
+
+    def clear_feed(self):
+        """Drop live frames not yet sent (the feeder is going away)."""
+        self._live.clear()
+
     def echo(self, on=True):
         """Send every received frame back (with our SSRC, sequence and timestamps)."""
         self._echo = bool(on)
+
+    @property
+    def echoing(self):
+        """Whether L{echo} is on: it takes precedence over fed audio."""
+        return self._echo
 
     def _send(self, payload, payload_type, marker, timestamp):
         packet = rtp.build_header(marker, payload_type, self._sequence, timestamp, self._ssrc) + payload
@@ -387,49 +425,65 @@ class MediaSession:
                     return
             if now >= self._rtcp_due:
                 self._send_rtcp(now)
+        live = self._live.popleft() if self._live else None
+        sent = None
         if self._target is None or self.on_hold:
             self._talkspurt = True
-            return
-        timestamp = (self._timestamp_base + index * self._samples_per_tick) & 0xFFFFFFFF
-        if self._dtmf_queue:
-            self._send_dtmf_packet(timestamp)
-            return
-        frame = self._next_frame
-        if frame is not None:
-            try:
-                self._next_frame = next(self._frames, None)
-            except Exception as error:
-                self.log.failure("prompt frames failed on port {port}", port=self.local_port)
-                done = self._play_deferred
-                self._frames = self._next_frame = self._play_deferred = None
-                done.errback(error)
-            self._send(frame, self._payload_type, self._talkspurt, timestamp)
-            self._talkspurt = False
-            if self._next_frame is None:
-                self._finish_play(True)
-        elif self._echo and received is not None:
-            self._send(received, self._payload_type, self._talkspurt, timestamp)
-            self._talkspurt = False
         else:
-            # Silence suppression: nothing is sent, the timestamp keeps
-            # counting the ticks, and the next packet starts a talkspurt
-            # with the marker bit set (RFC 3551 §4.1).
-            self._talkspurt = True
+            timestamp = (self._timestamp_base + index * self._samples_per_tick) & 0xFFFFFFFF
+            if self._dtmf_queue:
+                sent = self._send_dtmf_packet(timestamp)
+            elif self._next_frame is not None:
+                sent = self._next_frame
+                try:
+                    self._next_frame = next(self._frames, None)
+                except Exception as error:
+                    self.log.failure("prompt frames failed on port {port}", port=self.local_port)
+                    done = self._play_deferred
+                    self._frames = self._next_frame = self._play_deferred = None
+                    done.errback(error)
+                self._send(sent, self._payload_type, self._talkspurt, timestamp)
+                self._talkspurt = False
+                if self._next_frame is None:
+                    self._finish_play(True)
+            else:
+                if self._echo and received is not None:
+                    sent = received
+                elif live is not None:
+                    sent = live
+                if sent is not None:
+                    self._send(sent, self._payload_type, self._talkspurt, timestamp)
+                    self._talkspurt = False
+                else:
+                    # Silence suppression: nothing is sent, the timestamp
+                    # keeps counting the ticks, and the next packet starts
+                    # a talkspurt with the marker bit set (RFC 3551 §4.1).
+                    self._talkspurt = True
+        tap = self.tap
+        if tap is not None:
+            try:
+                tap(index, received, sent)
+            except Exception:
+                self._callback_failed("tap")
 
     def _send_dtmf_packet(self, timestamp):
+        """Send the next packet of the first press; its payload if it is audio."""
         press = self._dtmf_queue[0]
         if press.index == 0:
             press.timestamp = timestamp
+        payload = press.payloads[press.index]
         if press.event:
             # RFC 4733 §2.5.1.2: the first packet of an event is marked.
-            self._send(press.payloads[press.index], press.payload_type, press.index == 0, press.timestamp)
+            self._send(payload, press.payload_type, press.index == 0, press.timestamp)
+            payload = None
         else:
-            self._send(press.payloads[press.index], press.payload_type, self._talkspurt, timestamp)
+            self._send(payload, press.payload_type, self._talkspurt, timestamp)
             self._talkspurt = False
         press.index += 1
         if press.index == len(press.payloads):
             del self._dtmf_queue[0]
             press.deferred.callback(True)
+        return payload
 
     def _went_inactive(self):
         # Reported once: from here on the check never passes again.
@@ -613,11 +667,22 @@ class MediaSession:
             "send_errors": self.send_errors,
         }
 
+    def add_close_hook(self, hook):
+        """Call C{hook(session)} once when this session closes."""
+        self._close_hooks.append(hook)
+
+    def remove_close_hook(self, hook):
+        """Forget a hook of L{add_close_hook}; one not (or no longer) added is ignored."""
+        if hook in self._close_hooks:
+            self._close_hooks.remove(hook)
+
     def close(self):
         """
         Release the ports and end every play and key press (their Deferreds
-        fire False); no callback is called afterwards.  The returned
-        Deferred fires once both ports are free to bind again.
+        fire False); no callback is called afterwards.  The close hooks run
+        first, so a bridge or a recording lets go of the session while it
+        is still whole.  The returned Deferred fires once both ports are
+        free to bind again.
         """
         if self.closed:
             return defer.succeed(None)
@@ -625,7 +690,14 @@ class MediaSession:
             # RFC 3550 §6.6: say goodbye so the far end stops counting us.
             self._send_rtcp(self._clock.seconds(), goodbye=True)
         self.closed = True
-        self.audio_received = self.dtmf_received = self.inactive = None
+        hooks, self._close_hooks = self._close_hooks, []
+        for hook in hooks:
+            try:
+                hook(self)
+            except Exception:
+                self.log.failure("close hook of media session on port {port} failed", port=self.local_port)
+        self.audio_received = self.dtmf_received = self.inactive = self.tap = None
+        self._live.clear()
         self._finish_play(False)
         queue, self._dtmf_queue = self._dtmf_queue, []
         for press in queue:

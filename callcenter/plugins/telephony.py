@@ -1,3 +1,4 @@
+import os
 from dataclasses import dataclass
 
 from twisted.plugin import IPlugin
@@ -39,6 +40,69 @@ class RouteTable(Kind):
             if target not in self.targets:
                 raise Mismatch(f"unknown target {show(target)} for {number}")
         return tuple(sorted(value.items()))
+
+
+@dataclass(frozen=True)
+class TrunkSettings:
+    name: str
+    registrar: str
+    port: int
+    domain: str
+    username: str
+    password: str
+    prefix: str
+    strip: int
+    expires: int
+
+
+class TrunkList(Kind):
+    """
+    Carrier trunks: an array of tables.  The password is never in the file:
+    C{password_env} names the environment variable that holds it (set by
+    systemd's EnvironmentFile or the operator).
+    """
+
+    expected = (
+        'an array of tables such as [{name = "carrier", registrar = "sip.carrier.example:5060", '
+        'username = "0755123", password_env = "CARRIER_PASSWORD", prefix = "0", strip = 1}]'
+    )
+    keys = {"name", "registrar", "domain", "username", "password_env", "prefix", "strip", "expires"}
+    required = {"name", "registrar", "username", "password_env", "prefix"}
+
+    def parse(self, value):
+        if not isinstance(value, list):
+            raise Mismatch()
+        trunks = []
+        for index, table in enumerate(value):
+            if not isinstance(table, dict):
+                raise Mismatch(f"trunk {index + 1} is not a table")
+            unknown, missing = set(table) - self.keys, self.required - set(table)
+            if unknown or missing:
+                raise Mismatch(
+                    f"trunk {index + 1}: " + "; ".join(
+                        [f"unknown key {k}" for k in sorted(unknown)] + [f"missing {k}" for k in sorted(missing)]
+                    )
+                )
+            host, _, port = str(table["registrar"]).rpartition(":")
+            if not host or not port.isdigit():
+                host, port = str(table["registrar"]), "5060"
+            password = os.environ.get(str(table["password_env"]))
+            if not password:
+                raise Mismatch(f"trunk {table['name']}: environment variable {table['password_env']} is not set")
+            prefix, strip, expires = str(table["prefix"]), table.get("strip", 0), table.get("expires", 3600)
+            if not prefix or not all(c in "0123456789*#+" for c in prefix):
+                raise Mismatch(f"trunk {table['name']}: prefix {show(prefix)} is not dialable digits")
+            if not isinstance(strip, int) or not 0 <= strip <= len(prefix):
+                raise Mismatch(f"trunk {table['name']}: strip must be 0 to the prefix's length")
+            if not isinstance(expires, int) or not 60 <= expires <= 86400:
+                raise Mismatch(f"trunk {table['name']}: expires must be 60-86400 seconds")
+            trunks.append(
+                TrunkSettings(
+                    str(table["name"]), host, int(port), str(table.get("domain", host)),
+                    str(table["username"]), password, prefix, strip, expires,
+                )
+            )
+        return tuple(trunks)
 
 
 class AlgorithmList(Kind):
@@ -103,6 +167,12 @@ class TelephonyConfig:
     rtp_port_max: int = setting(Integer(1025, 65535), 29999, "Highest RTP port.")
     media_timeout: float = setting(
         Number(5, 3600), 30.0, "Seconds without RTP from a caller (not on hold) before the call is ended."
+    )
+    trunks: tuple = setting(
+        TrunkList(),
+        (),
+        "Carrier trunks we register with and dial out through (authenticated extensions only).",
+        shown="[]",
     )
     min_expires: int = setting(Integer(1, 86400), 60, "Shortest registration accepted (423 below it).")
     max_expires: int = setting(Integer(1, 86400), 7200, "Longest registration granted.")

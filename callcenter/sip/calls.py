@@ -16,7 +16,7 @@ from callcenter.media.dtmf import DigitDeduplicator
 from callcenter.sip import sdp
 from callcenter.sip.channel import CallEnded, SIPChannel
 from callcenter.sip.dialog import Dialog
-from callcenter.sip.message import make_response
+from callcenter.sip.message import Response, make_response
 from callcenter.sip.transaction import ClientOwner, new_branch
 
 # How a call that we end before answering is refused, by reason.
@@ -24,6 +24,7 @@ _REFUSALS = {
     "busy": (486, "Busy Here"),
     "rejected": (603, "Decline"),
     "unavailable": (480, "Temporarily Unavailable"),
+    "not found": (404, "Not Found"),
     "normal": (480, "Temporarily Unavailable"),
     "error": (500, "Server Internal Error"),
 }
@@ -173,9 +174,10 @@ class InboundCall(SIPChannel, ClientOwner):
 class Calls:
     """
     The live calls of one SIP endpoint, found by dialog (Call-ID and our
-    tag), and the making of new ones from INVITEs.  C{route(number)} gives
-    the application for a dialled number (a callable taking the
-    L{IChannel}) or None.
+    tag), and the making of new ones from INVITEs.  C{route(request,
+    source, caller)} gives (maybe as a Deferred) C{(application, caller)}:
+    the application to run (a callable taking the L{IChannel}) and who the
+    caller is; or the response that refuses the call.
     """
 
     log = Logger()
@@ -196,6 +198,8 @@ class Calls:
         self._local_address = local_address
         self._by_dialog = {}
         self._by_transaction = {}
+        # INVITEs whose route is being looked up, by id of their transaction.
+        self._routing = {}
 
     def __len__(self):
         return len(self._by_dialog)
@@ -210,12 +214,32 @@ class Calls:
         return f"SIP/2.0/{transport} {host}:{port};branch={new_branch()};rport"
 
     def invite(self, transaction, request, caller):
-        """A new INVITE: route it, negotiate media, start its application."""
+        """A new INVITE: route it (which may take a lookup), then set it up."""
+        key = id(transaction)
+        self._routing[key] = transaction
+        d = defer.maybeDeferred(self._route, request, transaction.destination, caller)
+
+        def routed(result):
+            if self._routing.pop(key, None) is None:
+                return  # CANCELled meanwhile, and answered 487.
+            if isinstance(result, Response):
+                transaction.respond(result)
+            else:
+                application, known_caller = result
+                self._set_up(transaction, request, known_caller, application)
+
+        def failed(failure):
+            self._routing.pop(key, None)
+            self.log.failure("routing {number} failed", failure, number=getattr(request.sip_uri, "user", None))
+            response = make_response(request, 500, "Server Internal Error", to_tag=secrets.token_hex(6))
+            response.headers.add("Retry-After", "30")
+            transaction.respond(response)
+
+        d.addCallback(routed).addErrback(failed)
+
+    def _set_up(self, transaction, request, caller, application):
+        """Negotiate media, answer 1xx, start the application."""
         number = getattr(request.sip_uri, "user", None)
-        application = self._route(number) if number else None
-        if application is None:
-            transaction.respond(404, "Not Found")
-            return
         if request.headers.get("Content-Type", "application/sdp").split(";")[0].strip().lower() != "application/sdp":
             transaction.respond(415, "Unsupported Media Type")
             return
@@ -269,6 +293,9 @@ class Calls:
             call.acked()
 
     def cancel(self, invite_transaction):
+        if self._routing.pop(id(invite_transaction), None) is not None:
+            invite_transaction.respond(487, "Request Terminated")
+            return
         call = self._by_transaction.get(id(invite_transaction))
         if call is not None:
             call.cancelled()

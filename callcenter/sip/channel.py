@@ -26,10 +26,17 @@ class SIPChannel:
 
     # The hang-up reason when the far end sends BYE.
     remote_hangup = "caller hung up"
+    # While set (by a bridge), key presses go here instead of to collect_digits.
+    on_digit = None
 
     @property
     def codec(self):
         return self._negotiated.codec
+
+    @property
+    def media(self):
+        """The leg's L{callcenter.media.session.MediaSession}."""
+        return self._session
 
     def play(self, frames):
         if self.state == "ended":
@@ -136,6 +143,12 @@ class SIPChannel:
         if not self._dedup.accept(digit, source, self._calls.clock.seconds()):
             return
         self.log.debug("DTMF {digit} ({source})", digit=digit, source=source)
+        if self.on_digit is not None:
+            # Tones in the audio reach the other side with the audio; only
+            # presses signalled apart from it need passing on.
+            if source == "info" or self.codec.dtmf_payload_type is not None:
+                self.on_digit(digit)
+            return
         waiter = self._digit_waiter
         if waiter is not None and not waiter.done:
             waiter.digit(digit)

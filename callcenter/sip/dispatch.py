@@ -54,6 +54,9 @@ class RequestDispatcher(ServerUser):
     def cancel_received(self, invite_transaction, cancel):
         self._calls.cancel(invite_transaction)
 
+    def stray_response(self, response, source):
+        self._calls.stray_response(response)
+
     def transaction_timed_out(self, transaction):
         self._calls.transaction_timed_out(transaction)
 

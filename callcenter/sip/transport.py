@@ -178,6 +178,11 @@ class SIPStreamProtocol(Protocol):
     def connectionMade(self):
         peer = self.transport.getPeer()
         self.destination = StreamDestination(self, (peer.host, peer.port))
+        self.factory.connections[self.destination.address] = self
+
+    def connectionLost(self, reason):
+        if self.factory.connections.get(self.destination.address) is self:
+            del self.factory.connections[self.destination.address]
 
     def dataReceived(self, data):
         pings = self.framer.keepalives
@@ -206,8 +211,25 @@ class SIPStreamProtocol(Protocol):
 class SIPStreamFactory(Factory):
     def __init__(self, core):
         self.core = core
+        # Open connections by peer (host, port): a phone registered over TCP
+        # is called back over the connection it registered on (RFC 5626 §5).
+        self.connections = {}
 
     def buildProtocol(self, address):
         protocol = SIPStreamProtocol(self.core)
         protocol.factory = self
         return protocol
+
+
+def destination_of(source, udp, streams):
+    """
+    Where to reach a peer last heard from at C{source} (a destination's
+    repr, such as C{"udp:192.0.2.7:5060"}): over our UDP socket C{udp}, or
+    over its TCP connection held by C{streams} (None when that closed).
+    """
+    transport, _, address = source.partition(":")
+    host, _, port = address.rpartition(":")
+    if transport == "udp":
+        return DatagramDestination(udp, (host, int(port)))
+    connection = streams.connections.get((host, int(port)))
+    return None if connection is None else connection.destination

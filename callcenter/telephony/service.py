@@ -23,8 +23,11 @@ from callcenter.sip.guard import SourceGuard
 from callcenter.sip.location import LocationService
 from callcenter.sip.registrar import Registrar, RegistrationPolicy
 from callcenter.sip.transaction import TransactionLayer
-from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory
+from callcenter.sip.trunk import Trunk, udp_destinations
+from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory, destination_of
 from callcenter.telephony.apps import APPLICATIONS
+from callcenter.telephony.b2bua import Connector
+from callcenter.telephony.routing import Router, TrunkRoute
 
 PURGE_INTERVAL = 60
 
@@ -72,11 +75,7 @@ class TelephonyService(MultiService):
             # only for far ends that send no RFC 4733 events.
             inband_dtmf="auto",
         )
-        routes = dict(config.routes)
         trusted = config.trusted_networks
-
-        def route(number):
-            return APPLICATIONS.get(routes.get(number))
 
         def local_address(destination):
             transport, host, port = destination.local()
@@ -87,22 +86,55 @@ class TelephonyService(MultiService):
         def is_trusted(host):
             return any(ipaddress.ip_address(host) in network for network in trusted)
 
+        udp = SIPDatagramProtocol(self.core)
+        streams = SIPStreamFactory(self.core)
         self.layer = TransactionLayer(clock, self.core.send, None)
-        self.calls = Calls(self.layer, clock, self.media, config.media_address, route, local_address)
+        self.calls = Calls(self.layer, clock, self.media, config.media_address, self._route, local_address)
+        self.connector = Connector(
+            self.calls,
+            self.media,
+            self.location,
+            lambda binding: destination_of(binding.source, udp, streams),
+            config.media_address,
+        )
+        self.trunks = [
+            Trunk(
+                self.calls,
+                udp_destinations(udp, context.reactor),
+                trunk.registrar,
+                trunk.username,
+                trunk.password,
+                domain=trunk.domain,
+                registrar_port=trunk.port,
+                expires=trunk.expires,
+            )
+            for trunk in config.trunks
+        ]
+        self.router = Router(
+            {number: APPLICATIONS[target] for number, target in config.routes},
+            self.authenticator,
+            self.accounts,
+            self.connector,
+            trunk_routes=[
+                TrunkRoute(settings.prefix, trunk, settings.strip)
+                for settings, trunk in zip(config.trunks, self.trunks)
+            ],
+            trusted=is_trusted,
+        )
         self.layer.user = RequestDispatcher(self.registrar, self.calls, is_trusted)
         self.core.layer = self.layer
-        datagram_listener(
-            context, "telephony", "udp", config.udp, SIPDatagramProtocol(self.core), "SIP/UDP"
-        ).setServiceParent(self)
-        stream_listener(
-            context, "telephony", "tcp", config.tcp, SIPStreamFactory(self.core), "SIP/TCP"
-        ).setServiceParent(self)
+        datagram_listener(context, "telephony", "udp", config.udp, udp, "SIP/UDP").setServiceParent(self)
+        stream_listener(context, "telephony", "tcp", config.tcp, streams, "SIP/TCP").setServiceParent(self)
+
         purge = TimerService(PURGE_INTERVAL, self._purge)
         purge.clock = clock
         purge.setServiceParent(self)
         refresh = TimerService(REFRESH_SECONDS, self._refresh_accounts)
         refresh.clock = clock
         refresh.setServiceParent(self)
+
+    def _route(self, request, source, caller):
+        return self.router.route(request, source, caller)
 
     def startService(self):
         self.media.start()
@@ -111,11 +143,16 @@ class TelephonyService(MultiService):
             lambda f: self.log.failure("loading registrations failed", f),
         )
         super().startService()
+        # Not children: they must stop before the listeners, see stopService.
+        for trunk in self.trunks:
+            trunk.startService()
 
     def stopService(self):
-        # Calls end with a BYE rather than with silence.
+        # Calls end with a BYE rather than with silence, and trunks
+        # un-REGISTER, while the listeners are still there for the answers.
         self.calls.hangup_all("shutdown")
-        d = super().stopService()
+        trunks = defer.gatherResults([defer.maybeDeferred(trunk.stopService) for trunk in self.trunks])
+        d = trunks.addBoth(lambda _: super(TelephonyService, self).stopService())
 
         def listeners_stopped(result):
             stopped = defer.gatherResults([self.media.stop(), self.location.flushed()])
@@ -139,5 +176,6 @@ class TelephonyService(MultiService):
                 "calls": len(self.calls),
                 "transactions": len(self.layer),
                 "blocked_sources": len(self.guard.blocked_sources()),
+                "trunks": {trunk.username: trunk.status() for trunk in self.trunks},
             },
         )

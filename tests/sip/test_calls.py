@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 
 from callcenter.sip.calls import Calls
 from callcenter.sip.dispatch import RequestDispatcher
-from callcenter.sip.message import Request
+from callcenter.sip.message import Request, make_response
 from callcenter.sip.sdp import SessionDescription
 from callcenter.sip.transaction import Timers, TransactionLayer, new_branch
 from callcenter.telephony.apps import APPLICATIONS
@@ -165,9 +165,14 @@ def applications():
 def switch(clock, wire, engine, applications):
     layer = TransactionLayer(clock, wire, None, Timers())
     routes = {"9196": "echo", "9197": "tone", "9300": "wait", "9301": "broken", "9302": "digits"}
-    calls = Calls(
-        layer, clock, engine, "127.0.0.1", lambda n: applications.get(routes.get(n)), lambda d: d.local()
-    )
+
+    def route(request, source, caller):
+        application = applications.get(routes.get(request.sip_uri.user))
+        if application is None:
+            return make_response(request, 404, "Not Found", to_tag="nf")
+        return application, caller
+
+    calls = Calls(layer, clock, engine, "127.0.0.1", route, lambda d: d.local())
     trusted = {"203.0.113.1"}
     layer.user = RequestDispatcher(Registrar(), calls, lambda host: host in trusted)
     return layer, calls

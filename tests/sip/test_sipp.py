@@ -91,8 +91,39 @@ def test_sipp_calls_the_tone_extension(tmp_path, server):
     server.process.wait_for(r"answered 9197 from sipp \(PCMU\)")
 
 
-def test_a_call_to_an_unknown_number_is_404(tmp_path, server):
-    assert sipp(tmp_path, server.udp, "invite_404.xml", "-s", "5555") == 0
+def test_a_stranger_calling_a_private_number_is_challenged_whether_it_exists_or_not(tmp_path, server):
+    for number in ("1001", "5555"):
+        assert sipp(tmp_path, server.udp, "invite_refused.xml", "-s", number, final=407) == 0
+
+
+def authenticated_call(tmp_path, server, number, final):
+    """
+    An INVITE from extension 1001 answering the 407.  SIPp hashes uri
+    "sip:host:port" unless told otherwise; RFC 3261 §22.4 wants the
+    Request-URI there, and the server insists (else a response could be
+    replayed against another number), so -auth_uri says it (SIPp adds the
+    "sip:").
+    """
+    return sipp(
+        tmp_path, server.udp, "invite_authenticated.xml", "-s", number, "-au", "1001", "-ap", "demo1001",
+        "-auth_uri", f"{number}@127.0.0.1:{server.udp}", final=final,
+    )
+
+
+def test_an_extension_calling_an_unknown_number_gets_404(tmp_path, server):
+    assert authenticated_call(tmp_path, server, "5555", 404) == 0
+
+
+def test_an_extension_calling_one_with_no_phone_registered_gets_480(tmp_path, server):
+    assert authenticated_call(tmp_path, server, "1002", 480) == 0
+
+
+def test_sipp_without_the_request_uri_in_its_digest_is_refused(tmp_path, server):
+    status = sipp(
+        tmp_path, server.udp, "invite_authenticated.xml", "-s", "5555", "-au", "1001", "-ap", "demo1001", final=403
+    )
+    assert status == 0
+    server.process.wait_for(r"INVITE from udp:127\.0\.0\.1:\d+ refused: uri does not match the Request-URI")
 
 
 def test_rfc_2833_digits_from_sipp_are_collected_and_the_server_hangs_up(tmp_path, server):

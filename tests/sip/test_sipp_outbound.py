@@ -33,13 +33,6 @@ def free_udp_port():
         return s.getsockname()[1]
 
 
-class Dispatcher(RequestDispatcher):
-    """The server's dispatcher, with stray responses routed as outbound calls need."""
-
-    def stray_response(self, response, source):
-        self._calls.stray_response(response)
-
-
 class Endpoint:
     """Our SIP endpoint on an ephemeral UDP port of 127.0.0.1."""
 
@@ -48,7 +41,7 @@ class Endpoint:
         self.core = SIPCore(SourceGuard(reactor))
         self.layer = TransactionLayer(reactor, self.core.send, None)
         self.calls = Calls(self.layer, reactor, self.media, "127.0.0.1", lambda number: None, lambda d: d.local())
-        self.layer.user = Dispatcher(None, self.calls, lambda host: False)
+        self.layer.user = RequestDispatcher(None, self.calls, lambda host: False)
         self.core.layer = self.layer
         self.protocol = SIPDatagramProtocol(self.core)
 

@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 
 from callcenter.sip.guard import SourceGuard
 from callcenter.sip.message import parse_message
-from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamProtocol
+from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory, destination_of
 
 OPTIONS = (
     b"OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
@@ -135,7 +135,7 @@ def test_a_flooding_source_is_throttled_silently_and_others_are_not(udp, layer):
 @pytest.fixture
 def tcp(clock, layer):
     core = SIPCore(SourceGuard(clock), layer)
-    protocol = SIPStreamProtocol(core)
+    protocol = SIPStreamFactory(core).buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", "203.0.113.9", 51000))
     protocol.makeConnection(transport)
     return protocol, transport
@@ -179,3 +179,12 @@ def test_a_failed_udp_send_is_counted_not_raised(udp):
     udp.transport.error = None
     udp.datagramReceived(OPTIONS.replace(b"CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"), ("203.0.113.7", 40000))
     assert [response.status for response, _ in udp.transport.written] == [400]
+
+
+def test_a_phone_registered_over_tcp_is_reached_over_its_connection_while_it_lasts(tcp, udp):
+    protocol, transport = tcp
+    assert destination_of("tcp:203.0.113.9:51000", udp, protocol.factory) is protocol.destination
+    protocol.connectionLost(None)
+    assert destination_of("tcp:203.0.113.9:51000", udp, protocol.factory) is None
+    # A destination's repr: IPv6 hosts are not bracketed, the port is last.
+    assert destination_of("udp:2001:db8::1:5060", udp, protocol.factory).address == ("2001:db8::1", 5060)

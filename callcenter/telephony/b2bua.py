@@ -1,0 +1,210 @@
+"""
+The back-to-back user agent: an incoming call connected to a second,
+outgoing leg (a registered phone, or a number out through a carrier
+trunk), with both legs' audio anchored in our media engine and bridged
+there.  Signalling stays separate per leg; what crosses between them is
+said here: ringing, the answer, the hang-up, DTMF and the audio.
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from callcenter.media.bridge import Bridge
+from callcenter.sip.outbound import CallFailed, dial
+
+_log = Logger()
+
+# How a failed outgoing leg is told to the caller (RFC 3261 §16.7 picks the
+# "best" of several; a person needs only busy, declined or not there).
+_CALLER_HEARS = {486: "busy", 600: "busy", 603: "rejected", 404: "not found", 484: "not found"}
+
+
+def refusal_for(failures):
+    """The hang-up reason for the caller when every leg failed with C{failures}."""
+    statuses = [f.value.status for f in failures if f.check(CallFailed)]
+    for status in (486, 600, 603, 404, 484):
+        if status in statuses:
+            return _CALLER_HEARS[status]
+    return "unavailable"
+
+
+class Connector:
+    """
+    Makes the outgoing legs for a caller and joins the first that answers.
+    C{destination_of(binding)} gives where a registered contact is reached
+    (its REGISTER's source: through NAT, the only way back), or None when
+    that is gone (a TCP phone that disconnected).
+    """
+
+    def __init__(self, calls, media, location, destination_of, domain):
+        self._calls = calls
+        self._media = media
+        self._location = location
+        self._destination_of = destination_of
+        self._domain = domain
+
+    def to_extension(self, aor):
+        """The application that rings every registered contact of C{aor} (parallel forking)."""
+
+        def ring(channel):
+            contacts = [
+                (binding, destination)
+                for binding in self._location.current(aor)
+                for destination in [self._destination_of(binding)]
+                if destination is not None
+            ]
+            if not contacts:
+                channel.log.info("{aor} has no reachable registration", aor=aor)
+                channel.hangup("unavailable")
+                return None
+
+            def leg(progress, binding, destination):
+                return self._dial(
+                    channel, binding.contact, destination, progress, to=f"sip:{aor}@{self._domain}"
+                )
+
+            return self.connect(channel, [(binding, destination) for binding, destination in contacts], leg)
+
+        return ring
+
+    def through_trunk(self, trunk, number):
+        """The application that dials C{number} out through C{trunk}."""
+
+        def dial_out(channel):
+            def leg(progress):
+                session = self._media.open_session()
+                try:
+                    return trunk.dial(
+                        number,
+                        session,
+                        caller_number=channel.caller.number,
+                        display_name=channel.caller.display_name,
+                        progress=progress,
+                        correlation_id=channel.correlation_id,
+                    )
+                except Exception:
+                    session.close()
+                    raise
+
+            return self.connect(channel, [()], leg)
+
+        return dial_out
+
+    def _dial(self, channel, target, destination, progress, to=None):
+        caller = channel.caller
+        user = caller.number or "anonymous"
+        session = self._media.open_session()
+        return dial(
+            self._calls,
+            target,
+            destination,
+            session,
+            f"sip:{user}@{self._domain}",
+            display_name=caller.display_name,
+            to=to,
+            progress=progress,
+            correlation_id=channel.correlation_id,
+        )
+
+    @defer.inlineCallbacks
+    def connect(self, channel, targets, make_leg):
+        """
+        Start one leg per target (C{make_leg(progress, *target)}), tell the
+        caller it rings, answer the caller when the first leg answers and
+        cancel the rest; then bridge them until one side hangs up.
+        """
+
+        def progress(response):
+            if 180 <= response.status < 190:
+                channel.ringing()
+
+        legs = []
+        for target in targets:
+            try:
+                legs.append(make_leg(progress, *target))
+            except Exception:
+                _log.failure("cannot start an outgoing leg", cid=channel.correlation_id)
+        if not legs:
+            channel.hangup("unavailable")
+            return
+
+        def caller_gone(reason):
+            for leg in legs:
+                leg.hangup("caller gone")
+            return reason
+
+        channel.ended.addCallback(caller_gone)
+        try:
+            winner = yield _first_answered(legs)
+        except _AllFailed as failed:
+            channel.hangup(refusal_for(failed.failures))
+            return
+        for leg in legs:
+            if leg is not winner:
+                leg.hangup("answered elsewhere")
+        if channel.state == "ended":
+            winner.hangup("caller gone")
+            return
+        yield channel.answer()
+        bridge = Bridge(channel.media, winner.media)
+        _relay_dtmf(channel, winner)
+        _relay_dtmf(winner, channel)
+        channel.log.info("connected to {target}", target=winner.target)
+        yield _first(channel.ended, winner.ended)
+        bridge.stop()
+        for side in (channel, winner):
+            if side.state != "ended":
+                side.hangup("other side hung up")
+
+
+def _relay_dtmf(source, sink):
+    """
+    Key presses that came as RFC 4733 events or SIP INFO go to the other
+    leg as events.  In-band ones need no relay: they are in the audio the
+    bridge already carries.
+    """
+
+    def pressed(digit):
+        if sink.state != "ended":
+            sink.media.send_dtmf(digit)
+
+    source.on_digit = pressed
+
+
+class _AllFailed(Exception):
+    def __init__(self, failures):
+        super().__init__(f"{len(failures)} legs failed")
+        self.failures = failures
+
+
+def _first_answered(legs):
+    """Fires with the first leg to answer, or fails with L{_AllFailed}."""
+    result = defer.Deferred()
+    failures = []
+
+    def answered(leg):
+        if not result.called:
+            result.callback(leg)
+
+    def failed(failure):
+        failures.append(failure)
+        if len(failures) == len(legs) and not result.called:
+            result.errback(_AllFailed(failures))
+
+    for leg in legs:
+        leg.answered.addCallbacks(answered, failed)
+    return result
+
+
+def _first(*deferreds):
+    """Fires when any of C{deferreds} does (without taking their results)."""
+    result = defer.Deferred()
+
+    def fired(value):
+        if not result.called:
+            result.callback(None)
+        return value
+
+    for d in deferreds:
+        d.addBoth(fired)
+    return result

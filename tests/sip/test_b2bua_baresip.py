@@ -1,0 +1,64 @@
+"""
+Extension to extension through the server, with two real softphones
+(baresip 1.0): the caller is challenged (407) and answers with its
+password, the callee's phone rings through its registration, and the audio
+goes both ways through our media engine (each leg anchored at our RTP
+ports, bridged there).  Each phone sends its own tone; each must hear the
+other's.
+"""
+
+import pytest
+
+from test_baresip import registration, softphone  # noqa: F401 (a fixture)
+from test_call_audio import dominant_frequency, read_wav, rms, sine, write_wav
+
+
+def heard(phone):
+    [received] = [path for path in phone.recordings() if path.endswith("-dec.wav")]
+    samples = read_wav(received)
+    return samples[len(samples) // 3 : 2 * len(samples) // 3]
+
+
+@pytest.mark.parametrize("codecs", [("PCMU", "PCMU"), ("PCMU", "PCMA")])
+def test_one_extension_calls_another_and_they_hear_each_other(tmp_path, server, softphone, codecs):  # noqa: F811
+    caller = softphone("caller", wav=write_wav(tmp_path / "caller.wav", sine(1000, 3.0)))
+    callee = softphone("callee", wav=write_wav(tmp_path / "callee.wav", sine(440, 6.0)))
+    caller.register("1002", "demo1002", server.udp, codecs=codecs[0])
+    callee.register("1001", "demo1001", server.udp, answermode="auto", codecs=codecs[1])
+    assert registration(caller)["type"] == "REGISTER_OK", caller.events
+    assert registration(callee)["type"] == "REGISTER_OK", callee.events
+
+    caller.dial(f"sip:1001@127.0.0.1:{server.udp}")
+    established = caller.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")
+    assert established["type"] == "CALL_ESTABLISHED", caller.events
+    incoming = callee.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")
+    assert (incoming["type"], incoming["direction"]) == ("CALL_ESTABLISHED", "incoming"), callee.events
+    # The callee sees the caller as the extension it authenticated as.
+    assert incoming["peeruri"].startswith("sip:1002@")
+
+    # The caller's 3 s of tone run out and it hangs up; the callee is told.
+    assert caller.wait_for_event("CALL_CLOSED")["param"] == "end of file"
+    assert callee.wait_for_event("CALL_CLOSED")["param"] == "Connection reset by peer"
+    server.process.wait_for(r"connected to sip:1001")
+    assert caller.stop() == 0 and callee.stop() == 0
+
+    to_callee, to_caller = heard(callee), heard(caller)
+    assert rms(to_callee) > 2000 and dominant_frequency(to_callee) == 1000
+    assert rms(to_caller) > 2000 and dominant_frequency(to_caller) == 440
+
+
+def test_calling_an_extension_with_a_wrong_password_is_refused(tmp_path, server, softphone):  # noqa: F811
+    intruder = softphone("intruder")
+    intruder.command("uanew", "<sip:1002@127.0.0.1>;auth_pass=guess;regint=0;audio_codecs=PCMU")
+    intruder.dial(f"sip:1001@127.0.0.1:{server.udp}")
+    closed = intruder.wait_for_event("CALL_CLOSED", "CALL_ESTABLISHED")
+    assert (closed["type"], closed["param"]) == ("CALL_CLOSED", "403 Forbidden"), intruder.events
+
+
+def test_an_extension_with_no_phone_registered_is_unavailable(tmp_path, server, softphone):  # noqa: F811
+    caller = softphone("caller")
+    caller.register("1002", "demo1002", server.udp)
+    assert registration(caller)["type"] == "REGISTER_OK", caller.events
+    caller.dial(f"sip:1001@127.0.0.1:{server.udp}")
+    closed = caller.wait_for_event("CALL_CLOSED", "CALL_ESTABLISHED")
+    assert (closed["type"], closed["param"]) == ("CALL_CLOSED", "480 Temporarily Unavailable"), caller.events
