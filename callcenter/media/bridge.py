@@ -9,6 +9,11 @@ depending on which session the engine ticks first.  PCMU and PCMA meet
 through g711's 256-entry transcoding tables, which are the decode to
 linear and the encode in the other law done once per code, so a frame
 costs one C{bytes.translate} instead of a decode and an encode.
+
+The receiving session plays out its codec's silence for every tick its
+far end sent nothing (silence suppression, lost packets): such frames are
+not passed on, so the other side suppresses silence too (RFC 3551 §4.1:
+it resumes with a marked talkspurt) instead of sending packets of nothing.
 """
 
 from twisted.internet import defer
@@ -16,6 +21,7 @@ from twisted.internet import defer
 from callcenter.media import g711
 
 _TRANSCODE = {("PCMU", "PCMA"): g711.ulaw_to_alaw, ("PCMA", "PCMU"): g711.alaw_to_ulaw}
+_SILENCE = {"PCMU": g711.ULAW_SILENCE, "PCMA": g711.ALAW_SILENCE}
 
 
 class _Direction:
@@ -31,6 +37,7 @@ class _Direction:
         self._source_codec = None
         self._sink_codec = None
         self._convert = None
+        self._silence = None
 
     def forward(self, payload, codec):
         sink = self.sink
@@ -40,12 +47,15 @@ class _Direction:
             return
         if codec is not self._source_codec or sink.codec is not self._sink_codec:
             self._choose_conversion(codec, sink.codec)
+        if payload == self._silence:
+            return
         convert = self._convert
         sink.feed(payload if convert is None else convert(payload))
 
     def _choose_conversion(self, source_codec, sink_codec):
         self._source_codec = source_codec
         self._sink_codec = sink_codec
+        self._silence = bytes((_SILENCE[source_codec.encoding.upper()],)) * self.source.engine.samples_per_tick
         if sink_codec is None:
             self._convert = None
         else:
