@@ -180,8 +180,12 @@ class WavRecorder:
         self._format_tag = _ENCODING_FORMATS[encoding]
         self._update_bytes = int(update_seconds * SAMPLE_RATE)
         self._file = open(path, "wb")
-        self._file.write(_header(self._format_tag, 0))
-        self._file.flush()
+        try:
+            self._file.write(_header(self._format_tag, 0))
+            self._file.flush()
+        except OSError:
+            self._file.close()
+            raise
         self.data_size = 0
         self._since_update = 0
 
@@ -203,12 +207,23 @@ class WavRecorder:
         file.flush()
         self._since_update = 0
 
-    def close(self):
+    def close(self, sync=False):
+        """
+        Write the final sizes and close the file; with C{sync}, only after
+        the operating system has put it on disk (C{fsync}), which blocks:
+        call it so only off the reactor thread.
+        """
         if self._file is None:
             return
-        if self.data_size % 2:
-            # RIFF chunks are padded to an even length (the pad is not data).
-            self._file.write(b"\0")
-        self._update_header()
-        self._file.close()
-        self._file = None
+        try:
+            if self.data_size % 2:
+                # RIFF chunks are padded to an even length (the pad is not data).
+                self._file.write(b"\0")
+            self._update_header()
+            if sync:
+                os.fsync(self._file.fileno())
+        finally:
+            # Closed even when the disk failed us: the descriptor is not
+            # leaked, and the error still reaches the caller.
+            self._file.close()
+            self._file = None
