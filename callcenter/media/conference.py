@@ -18,7 +18,8 @@ follows who speaks, not how many listen:
   - one speaker: its frame is passed on as it came (translated between
     PCMU and PCMA where a listener's codec differs), with no mixing;
   - several: listeners who are not speaking all hear the same sum,
-    encoded once per codec; each speaker gets its own.
+    encoded once per codec; each speaker gets the sum without itself
+    (with two speakers, simply the other's frame).
 """
 
 from twisted.internet import defer
@@ -219,7 +220,14 @@ class ConferenceRoom:
             if encoding is None:
                 continue
             if member.wide is not None:
-                mix = mixer.encode(total - member.wide, count - 1, encoding)
+                if count == 2:
+                    # The other speaker alone: its frame as it came.
+                    other = speakers[1] if member is speakers[0] else speakers[0]
+                    mix = other.frame
+                    if other.encoding != encoding:
+                        mix = _TRANSCODE[encoding](mix)
+                else:
+                    mix = mixer.encode(total - member.wide, count - 1, encoding)
             else:
                 mix = shared.get(encoding)
                 if mix is None:

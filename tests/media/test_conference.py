@@ -31,10 +31,11 @@ def members(rig, room, codecs, **options):
     return calls, joined
 
 
-def test_each_member_hears_the_others_and_not_itself(rig):
+@pytest.mark.parametrize("codecs", [(PCMU, PCMA), (PCMU, PCMA, PCMU), (PCMA, PCMU, PCMA, PCMU)])
+def test_each_member_hears_the_others_and_not_itself(rig, codecs):
     room = ConferenceRoom(rig.engine)
-    calls, _ = members(rig, room, (PCMU, PCMA, PCMU))
-    frequencies = (440, 1000, 1700)
+    calls, _ = members(rig, room, codecs)
+    frequencies = (440, 1000, 1700, 2300)[: len(codecs)]
     for (_, phone), frequency in zip(calls, frequencies):
         rig.say(phone, tone(frequency, 1000, phone.codec))
     rig.run(50)
