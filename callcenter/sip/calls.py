@@ -76,6 +76,8 @@ class InboundCall(SIPChannel, ClientOwner):
             self._transaction.respond(180, to_tag=self.dialog.local_tag)
 
     def answer(self):
+        if self.state == "confirmed":
+            return defer.succeed(None)  # A transferred call, answered long ago.
         if self.state != "offered":
             return defer.fail(RuntimeError(f"cannot answer a call that is {self.state}"))
         self._session.set_remote(
@@ -110,9 +112,13 @@ class InboundCall(SIPChannel, ClientOwner):
             self._send_bye()
         self._end(reason)
 
+    @property
+    def peer(self):
+        """Where requests in the dialog go: back where the INVITE came from."""
+        return self.reply_to
+
     def _send_bye(self):
-        bye = self.dialog.request("BYE", self._calls.via(self.reply_to))
-        self._calls.layer.send_request(bye, self.reply_to, self.reply_to.reliable, self)
+        self.send_in_dialog("BYE")
 
     # From the network
 
@@ -181,7 +187,7 @@ class Calls:
     """
 
     log = Logger()
-    allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REGISTER"
+    allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, REGISTER"
 
     def __init__(self, layer, clock, media, media_address, route, local_address):
         """

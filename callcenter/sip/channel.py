@@ -10,6 +10,7 @@ L{callcenter.sip.outbound.OutboundCall} (UAC) both build on L{SIPChannel}.
 from twisted.internet import defer
 
 from callcenter.sip import sdp
+from callcenter.sip.address import NameAddr
 from callcenter.sip.message import make_response
 
 
@@ -28,6 +29,9 @@ class SIPChannel:
     remote_hangup = "caller hung up"
     # While set (by a bridge), key presses go here instead of to collect_digits.
     on_digit = None
+    # While set (by a bridge), C{on_refer(number, progress)} takes a blind
+    # transfer (RFC 3515) the far end asks for; see L{_refer}.
+    on_refer = None
 
     @property
     def codec(self):
@@ -71,6 +75,8 @@ class SIPChannel:
             self._reinvite(transaction, request)
         elif method == "INFO":
             self._info(transaction, request)
+        elif method == "REFER":
+            self._refer(transaction, request)
         elif method == "OPTIONS":
             response = make_response(request, 200)
             response.headers.add("Allow", self._calls.allowed)
@@ -123,6 +129,40 @@ class SIPChannel:
         else:
             transaction.respond(415, "Unsupported Media Type")
 
+    def _refer(self, transaction, request):
+        """
+        Blind transfer (RFC 3515): the far end asks us to connect the other
+        party to the Refer-To target and leave.  Accepted (202) only while
+        bridged and for a SIP URI with a user part; how it goes is reported
+        back in NOTIFYs carrying a sipfrag status line (§2.4.5).
+        """
+        try:
+            target = NameAddr.parse(request.headers.get("Refer-To") or "")
+            number = target.uri.user
+        except (ValueError, AttributeError):
+            number = None
+        if not number:
+            transaction.respond(400, "Bad Request - Refer-To Needs a Number")
+            return
+        if self.on_refer is None:
+            transaction.respond(603, "Decline")
+            return
+        response = make_response(request, 202, "Accepted")
+        response.headers.add("Contact", f"<{self.dialog.local_contact}>")
+        transaction.respond(response)
+        progress = TransferProgress(self, request.cseq[0])
+        progress.report(100, "Trying")
+        self.log.info("asked to transfer the other party to {number}", number=number)
+        self.on_refer(number, progress)
+
+    def send_in_dialog(self, method, headers=(), body=b""):
+        """A request of ours inside the dialog (NOTIFY, INFO), to the far end."""
+        request = self.dialog.request(method, self._calls.via(self.peer))
+        for name, value in headers:
+            request.headers.add(name, value)
+        request.body = body
+        self._calls.layer.send_request(request, self.peer, self.peer.reliable, self)
+
     def _answer_sdp(self):
         self._session_version += 1
         direction = "recvonly" if self._negotiated.on_hold else "sendrecv"
@@ -154,6 +194,35 @@ class SIPChannel:
             waiter.digit(digit)
         else:
             self._digits.append(digit)
+
+
+class TransferProgress:
+    """
+    The implicit subscription a REFER makes (RFC 3515 §2.4.4): each
+    L{report} is a NOTIFY whose body is the status line of the call we made
+    for the transfer (message/sipfrag); a final status ends the subscription.
+    """
+
+    def __init__(self, channel, refer_cseq):
+        self._channel = channel
+        self._event = f"refer;id={refer_cseq}"
+        self.done = False
+
+    def report(self, status, reason):
+        if self.done or self._channel.state == "ended":
+            return
+        final = status >= 200
+        self.done = final
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        self._channel.send_in_dialog(
+            "NOTIFY",
+            [
+                ("Event", self._event),
+                ("Subscription-State", state),
+                ("Content-Type", "message/sipfrag;version=2.0"),
+            ],
+            f"SIP/2.0 {status} {reason}\r\n".encode("ascii"),
+        )
 
 
 class CallEnded(Exception):

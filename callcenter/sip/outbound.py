@@ -153,6 +153,11 @@ class OutboundCall(SIPChannel, ClientOwner):
     def key(self):
         return (self.call_id, self.local_tag)
 
+    @property
+    def peer(self):
+        """Where requests in the dialog go: the destination it was dialled through."""
+        return self.destination
+
     def start(self):
         self._send_invite(1, ())
         self.log.info("calling {target} via {destination}", target=self.target, destination=repr(self.destination))

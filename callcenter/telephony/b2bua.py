@@ -10,6 +10,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from callcenter.media.bridge import Bridge
+from callcenter.sip.calls import run
 from callcenter.sip.outbound import CallFailed, dial
 
 _log = Logger()
@@ -42,6 +43,8 @@ class Connector:
         self._location = location
         self._destination_of = destination_of
         self._domain = domain
+        # The Router, for transfer targets; set once both exist.
+        self.router = None
 
     def to_extension(self, aor):
         """The application that rings every registered contact of C{aor} (parallel forking)."""
@@ -115,7 +118,7 @@ class Connector:
         """
 
         def progress(response):
-            if 180 <= response.status < 190:
+            if 180 <= response.status < 190 and channel.state == "offered":
                 channel.ringing()
 
         legs = []
@@ -146,15 +149,63 @@ class Connector:
             winner.hangup("caller gone")
             return
         yield channel.answer()
-        bridge = Bridge(channel.media, winner.media)
-        _relay_dtmf(channel, winner)
-        _relay_dtmf(winner, channel)
-        channel.log.info("connected to {target}", target=winner.target)
-        yield _first(channel.ended, winner.ended)
+        yield self._talk(channel, winner)
+
+    @defer.inlineCallbacks
+    def _talk(self, a, b):
+        """
+        Bridge C{a} and C{b} until one hangs up (the other is then hung up)
+        or one asks for a blind transfer of the other.
+        """
+        bridge = Bridge(a.media, b.media)
+        transfer = defer.Deferred()
+        for side, other in ((a, b), (b, a)):
+            _relay_dtmf(side, other)
+            side.on_refer = _transfer_request(transfer, side, other)
+        a.log.info("connected to {target}", target=getattr(b, "target", b.dialled))
+        yield _first(a.ended, b.ended, transfer)
         bridge.stop()
-        for side in (channel, winner):
+        for side in (a, b):
+            side.on_digit = side.on_refer = None
+        if transfer.called:
+            transferor, transferee, number, progress = transfer.result
+            yield self._transfer(transferor, transferee, number, progress)
+            return
+        for side in (a, b):
             if side.state != "ended":
                 side.hangup("other side hung up")
+
+    @defer.inlineCallbacks
+    def _transfer(self, transferor, transferee, number, progress):
+        """
+        RFC 5589's blind transfer: the transferee is connected to C{number}
+        by running its route's application on it; the transferor hears how
+        it went (NOTIFY) and leaves.  A number we may not or cannot reach is
+        refused to the transferor, who keeps the call.
+        """
+        application = yield self.router.transfer_target(number)
+        if application is None or transferee.state == "ended":
+            progress.report(403 if application is None else 487, "Forbidden" if application is None else "Request Terminated")
+            if transferee.state != "ended" and transferor.state != "ended":
+                yield self._talk(transferor, transferee)
+            return
+        transferee.log.info("transferred to {number}", number=number)
+        # The transferor learns the outcome as far as we know it now: the
+        # new call is ours to look after from here.
+        progress.report(200, "OK")
+        if transferor.state != "ended":
+            transferor.hangup("transferred")
+        yield run(application, transferee)
+
+
+def _transfer_request(transfer, side, other):
+    def requested(number, progress):
+        if not transfer.called:
+            transfer.callback((side, other, number, progress))
+        else:
+            progress.report(491, "Request Pending")
+
+    return requested
 
 
 def _relay_dtmf(source, sink):

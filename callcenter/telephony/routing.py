@@ -46,6 +46,21 @@ class Router:
         self._trusted = trusted
 
     @defer.inlineCallbacks
+    def transfer_target(self, number):
+        """
+        The application a blind transfer to C{number} runs on the
+        transferred party, or None.  Public numbers and our extensions only:
+        the far end of a call asks this inside a dialog, with no challenge,
+        so nothing here may cost a toll.
+        """
+        application = self._public.get(number)
+        if application is not None:
+            return application
+        if (yield self._accounts.lookup(number)) is not None:
+            return self._connector.to_extension(number)
+        return None
+
+    @defer.inlineCallbacks
     def route(self, request, source, caller):
         """
         Fires with C{(application, caller)} for the call, or with the

@@ -121,6 +121,7 @@ class TelephonyService(MultiService):
             ],
             trusted=is_trusted,
         )
+        self.connector.router = self.router
         self.layer.user = RequestDispatcher(self.registrar, self.calls, is_trusted)
         self.core.layer = self.layer
         datagram_listener(context, "telephony", "udp", config.udp, udp, "SIP/UDP").setServiceParent(self)

@@ -10,7 +10,7 @@ other's.
 import pytest
 
 from test_baresip import registration, softphone  # noqa: F401 (a fixture)
-from test_call_audio import dominant_frequency, read_wav, rms, sine, write_wav
+from test_call_audio import dominant_frequency, power_at, read_wav, rms, sine, write_wav
 
 
 def heard(phone):
@@ -62,3 +62,37 @@ def test_an_extension_with_no_phone_registered_is_unavailable(tmp_path, server, 
     caller.dial(f"sip:1001@127.0.0.1:{server.udp}")
     closed = caller.wait_for_event("CALL_CLOSED", "CALL_ESTABLISHED")
     assert (closed["type"], closed["param"]) == ("CALL_CLOSED", "480 Temporarily Unavailable"), caller.events
+
+
+def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, softphone):  # noqa: F811
+    """
+    Blind transfer (REFER, RFC 3515) from a real phone: the callee sends
+    REFER to 9197; the server answers 202, connects the caller to the tone
+    service, tells the callee (NOTIFY with a sipfrag 200) and hangs it up.
+    The caller, still in its call, hears 1 kHz and nothing of the callee.
+    """
+    caller = softphone("caller", wav=write_wav(tmp_path / "caller.wav", sine(440, 8.0)))
+    callee = softphone("callee", wav=write_wav(tmp_path / "callee.wav", sine(700, 20.0)))
+    caller.register("1002", "demo1002", server.udp)
+    callee.register("1001", "demo1001", server.udp, answermode="auto")
+    assert registration(caller)["type"] == "REGISTER_OK", caller.events
+    assert registration(callee)["type"] == "REGISTER_OK", callee.events
+    caller.dial(f"sip:1001@127.0.0.1:{server.udp}")
+    assert caller.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")["type"] == "CALL_ESTABLISHED", caller.events
+    assert callee.wait_for_event("CALL_RTPESTAB", "CALL_CLOSED")["type"] == "CALL_RTPESTAB", callee.events
+    # Let the caller hear the callee for a moment: the callee's RTP reaching
+    # the caller is the event that says they talk.
+    assert caller.wait_for_event("CALL_RTPESTAB", "CALL_CLOSED")["type"] == "CALL_RTPESTAB", caller.events
+
+    callee.command("transfer", f"sip:9197@127.0.0.1:{server.udp}")
+    server.process.wait_for(r"transferred to 9197")
+    assert callee.wait_for_event("CALL_CLOSED")["type"] == "CALL_CLOSED"
+    assert caller.wait_for_event("CALL_CLOSED")["param"] == "end of file"
+    assert caller.stop() == 0 and callee.stop() == 0
+
+    [received] = [path for path in caller.recordings() if path.endswith("-dec.wav")]
+    samples = read_wav(received)
+    # The tone service plays 1 s on, 1 s off: the last four seconds hold two
+    # seconds of it, and nothing of the callee any more.
+    tail = samples[-4 * 8000 :]
+    assert power_at(tail, 1000) > 100 * power_at(tail, 700)

@@ -136,9 +136,11 @@ class Phone:
     def cancel(self):
         return self._request("CANCEL", 1, branch=self.invite.vias[0].branch)
 
-    def in_dialog(self, method, body=b"", content_type=None, cseq=None):
+    def in_dialog(self, method, body=b"", content_type=None, cseq=None, extra=()):
         self.cseq = cseq if cseq is not None else self.cseq + 1
-        return self._request(method, self.cseq, to_tag=self.to_tag, body=body, content_type=content_type)
+        return self._request(
+            method, self.cseq, to_tag=self.to_tag, body=body, content_type=content_type, extra=extra
+        )
 
 
 @pytest.fixture
@@ -428,3 +430,45 @@ def test_a_call_ended_while_waiting_for_the_ack_releases_the_application(switch,
     assert outcome == ["CallEnded"]
     clock.advance(32.1)  # the ACK never comes: the pending BYE goes out
     assert [m.method for m in wire.take() if hasattr(m, "method")] == ["BYE"]
+
+
+def refer(phone, target="<sip:9197@127.0.0.1>"):
+    return phone.in_dialog("REFER", extra=[("Refer-To", target), ("Referred-By", "<sip:13800138001@192.0.2.10>")])
+
+
+def test_a_refer_outside_a_bridge_is_declined(switch, wire):
+    phone, _ = answered_call(switch, wire)
+    send(switch, refer(phone))
+    assert statuses(wire.take()) == [603]
+
+
+def test_a_refer_without_a_number_is_a_bad_request(switch, wire):
+    phone, _ = answered_call(switch, wire)
+    send(switch, refer(phone, "<sip:127.0.0.1>"))
+    assert statuses(wire.take()) == [400]
+
+
+def test_a_refer_in_a_bridge_is_accepted_and_its_progress_notified(switch, wire):
+    phone, _ = answered_call(switch, wire)
+    _, calls = switch
+    [call] = calls._by_dialog.values()
+    asked = []
+    call.on_refer = lambda number, progress: asked.append((number, progress))
+    send(switch, refer(phone))
+    accepted, trying = wire.take()
+    assert accepted.status == 202
+    # RFC 3515 §2.4.4: the implicit subscription's first NOTIFY.
+    assert trying.method == "NOTIFY"
+    assert trying.headers.get("Event") == f"refer;id={phone.cseq}"
+    assert trying.headers.get("Subscription-State") == "active;expires=60"
+    assert trying.headers.get("Content-Type") == "message/sipfrag;version=2.0"
+    assert trying.body == b"SIP/2.0 100 Trying\r\n"
+    [(number, progress)] = asked
+    assert number == "9197"
+    progress.report(200, "OK")
+    [done] = [m for m in wire.take() if getattr(m, "method", None) == "NOTIFY"]
+    assert done.headers.get("Subscription-State") == "terminated;reason=noresource"
+    assert done.body == b"SIP/2.0 200 OK\r\n"
+    assert done.cseq[0] == trying.cseq[0] + 1
+    progress.report(486, "Busy Here")  # after the final one: nothing more
+    assert [m for m in wire.take() if getattr(m, "method", None) == "NOTIFY"] == []
