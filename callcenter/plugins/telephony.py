@@ -28,8 +28,11 @@ class RouteTable(Kind):
     pairs, since settings are frozen.
     """
 
-    targets = ("echo", "tone", "dtmf")
-    expected = 'a table of dialled numbers to "echo", "tone" or "dtmf", such as {"9196" = "echo"}'
+    targets = ("echo", "tone", "dtmf", "conference")
+    expected = (
+        'a table of dialled numbers to "echo", "tone", "dtmf" or "conference" (a room named by '
+        'the number), such as {"9196" = "echo"}'
+    )
 
     def parse(self, value):
         if not isinstance(value, dict):

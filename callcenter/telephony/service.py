@@ -27,6 +27,7 @@ from callcenter.sip.trunk import Trunk, udp_destinations
 from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory, destination_of
 from callcenter.telephony.apps import APPLICATIONS
 from callcenter.telephony.b2bua import Connector
+from callcenter.telephony.conferences import Conferences
 from callcenter.telephony.routing import Router, TrunkRoute
 
 PURGE_INTERVAL = 60
@@ -110,8 +111,12 @@ class TelephonyService(MultiService):
             )
             for trunk in config.trunks
         ]
+        self.conferences = Conferences(self.media)
         self.router = Router(
-            {number: APPLICATIONS[target] for number, target in config.routes},
+            {
+                number: self.conferences.application(number) if target == "conference" else APPLICATIONS[target]
+                for number, target in config.routes
+            },
             self.authenticator,
             self.accounts,
             self.connector,
@@ -177,6 +182,7 @@ class TelephonyService(MultiService):
                 "calls": len(self.calls),
                 "transactions": len(self.layer),
                 "blocked_sources": len(self.guard.blocked_sources()),
+                "conferences": len(self.conferences),
                 "trunks": {trunk.username: trunk.status() for trunk in self.trunks},
             },
         )

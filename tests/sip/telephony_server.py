@@ -5,7 +5,7 @@ import os
 import sqlalchemy as sa
 
 ETC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc")
-SERVICE_NUMBERS = {"9196": "echo", "9197": "tone", "9198": "dtmf"}
+SERVICE_NUMBERS = {"9196": "echo", "9197": "tone", "9198": "dtmf", "9300": "conference"}
 
 
 class Server:

@@ -96,3 +96,25 @@ def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, so
     # seconds of it, and nothing of the callee any more.
     tail = samples[-4 * 8000 :]
     assert power_at(tail, 1000) > 100 * power_at(tail, 700)
+
+
+def test_three_callers_in_a_conference_room_hear_each_other_not_themselves(tmp_path, server, softphone):  # noqa: F811
+    tones = {"a": 440, "b": 700, "c": 1000}
+    phones = {}
+    for name, frequency in tones.items():
+        phone = softphone(name, wav=write_wav(tmp_path / f"{name}.wav", sine(frequency, 6.0)))
+        phone.command("uanew", f"<sip:{name}@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA")
+        phones[name] = phone
+    for phone in phones.values():
+        phone.dial(f"sip:9300@127.0.0.1:{server.udp}")
+        assert phone.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")["type"] == "CALL_ESTABLISHED", phone.events
+    for phone in phones.values():
+        assert phone.wait_for_event("CALL_CLOSED")["param"] == "end of file"
+        assert phone.stop() == 0
+    server.process.wait_for(r"joined conference 9300 \(3 in the room\)")
+    for name, phone in phones.items():
+        received = heard(phone)
+        own = power_at(received, tones[name])
+        for other, frequency in tones.items():
+            if other != name:
+                assert power_at(received, frequency) > 20 * own, (name, other)
