@@ -125,5 +125,28 @@ class IChannel(Interface):
         timeout.  Fires with the digits (possibly empty).
         """
 
+    def record(rx=None, tx=None, mixed=None):
+        """
+        Start recording the call to G.711 WAV files: what the far end says
+        (C{rx}), what it hears (C{tx}), both (C{mixed}); give at least one
+        path.  Returns a recording whose C{stop()} fires once the files are
+        on disk (fsync'd); the call ending stops it too.
+        """
+
+    def bridge(other):
+        """
+        Join this call's audio with C{other}'s (another IChannel) until one
+        ends; fires when it does.  DTMF sent as events passes across.
+        """
+
+    def transfer(number):
+        """
+        Hand the call to C{number} (a public number or an extension), as
+        the B2BUA connects a caller; fires when that call ends.
+        """
+
+    def stats():
+        """Media statistics: packets and octets sent and received, losses."""
+
     def hangup(reason="normal"):
         """End the call (BYE, or a final error response if not answered)."""

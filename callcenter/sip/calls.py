@@ -311,6 +311,14 @@ class Calls:
         if call is not None:
             call.ack_missing()
 
+    # Set by the telephony service (the B2BUA lives above this layer):
+    # C{bridge(channel, other)} and C{transfer(channel, number)}, see IChannel.
+    def bridge(self, channel, other):
+        raise NotImplementedError("no B2BUA attached")
+
+    def transfer(self, channel, number):
+        raise NotImplementedError("no B2BUA attached")
+
     def add(self, call):
         """Hold an outgoing call (L{callcenter.sip.outbound.OutboundCall}) by its dialog key."""
         self._by_dialog[call.key] = call

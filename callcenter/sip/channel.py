@@ -9,6 +9,7 @@ L{callcenter.sip.outbound.OutboundCall} (UAC) both build on L{SIPChannel}.
 
 from twisted.internet import defer
 
+from callcenter.media.recording import CallRecording
 from callcenter.sip import sdp
 from callcenter.sip.address import NameAddr
 from callcenter.sip.message import make_response
@@ -52,6 +53,18 @@ class SIPChannel:
 
     def echo(self):
         self._session.echo()
+
+    def record(self, rx=None, tx=None, mixed=None):
+        return CallRecording(self._session, rx=rx, tx=tx, mixed=mixed)
+
+    def bridge(self, other):
+        return self._calls.bridge(self, other)
+
+    def transfer(self, number):
+        return self._calls.transfer(self, number)
+
+    def stats(self):
+        return self._session.stats()
 
     def collect_digits(self, maximum, first_timeout, inter_digit_timeout, terminators="#"):
         """Digits pressed during a prompt are kept: callers type ahead."""

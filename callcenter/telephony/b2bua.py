@@ -151,6 +151,19 @@ class Connector:
         yield channel.answer()
         yield self._talk(channel, winner)
 
+    def bridge(self, a, b):
+        """IChannel.bridge: talk until one side hangs up (or transfers)."""
+        return self._talk(a, b)
+
+    @defer.inlineCallbacks
+    def transfer(self, channel, number):
+        """IChannel.transfer: run C{number}'s application on the (answered or not) channel."""
+        application = yield self.router.transfer_target(number)
+        if application is None:
+            raise ValueError(f"{number} is not a number a call can be transferred to")
+        channel.log.info("transferred to {number}", number=number)
+        yield run(application, channel)
+
     @defer.inlineCallbacks
     def _talk(self, a, b):
         """

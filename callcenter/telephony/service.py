@@ -127,6 +127,8 @@ class TelephonyService(MultiService):
             trusted=is_trusted,
         )
         self.connector.router = self.router
+        self.calls.bridge = self.connector.bridge
+        self.calls.transfer = self.connector.transfer
         self.layer.user = RequestDispatcher(self.registrar, self.calls, is_trusted)
         self.core.layer = self.layer
         datagram_listener(context, "telephony", "udp", config.udp, udp, "SIP/UDP").setServiceParent(self)

@@ -472,3 +472,14 @@ def test_a_refer_in_a_bridge_is_accepted_and_its_progress_notified(switch, wire)
     assert done.cseq[0] == trying.cseq[0] + 1
     progress.report(486, "Busy Here")  # after the final one: nothing more
     assert [m for m in wire.take() if getattr(m, "method", None) == "NOTIFY"] == []
+
+
+def test_both_kinds_of_call_leg_are_channels():
+    from zope.interface.verify import verifyClass
+
+    from callcenter.interfaces import IChannel
+    from callcenter.sip.calls import InboundCall
+    from callcenter.sip.outbound import OutboundCall
+
+    assert verifyClass(IChannel, InboundCall)
+    assert verifyClass(IChannel, OutboundCall)
