@@ -39,7 +39,13 @@ class InboundCall(SIPChannel, ClientOwner):
 
     log = Logger()
 
-    def __init__(self, calls, transaction, invite, caller, session, negotiated, offer):
+    def __init__(self, calls, transaction, invite, caller, session, negotiated, offer, our_offer=None):
+        """
+        C{offer} and C{negotiated} are the far end's offer and what we agreed;
+        for a late offer (an INVITE without SDP) both are None and
+        C{our_offer} goes in our 200, to be answered in the ACK.
+        """
+        self._our_offer = our_offer
         self._calls = calls
         self._transaction = transaction
         self._invite = invite
@@ -80,15 +86,15 @@ class InboundCall(SIPChannel, ClientOwner):
             return defer.succeed(None)  # A transferred call, answered long ago.
         if self.state != "offered":
             return defer.fail(RuntimeError(f"cannot answer a call that is {self.state}"))
-        self._session.set_remote(
-            self._negotiated.remote_address, self._negotiated.remote_port, self._negotiated.codec
-        )
-        self._session.hold(self._negotiated.on_hold)
         response = make_response(self._invite, 200, to_tag=self.dialog.local_tag)
         response.headers.add("Contact", f"<{self.dialog.local_contact}>")
         response.headers.add("Allow", self._calls.allowed)
         response.headers.add("Content-Type", "application/sdp")
-        response.body = self._answer_sdp()
+        if self._our_offer is not None:
+            response.body = self._our_offer.to_bytes()  # Media starts with the ACK's answer.
+        else:
+            self._start_media()
+            response.body = self._answer_sdp()
         self._transaction.respond(response)
         self.state = "answered"
         self._acked = defer.Deferred()
@@ -96,9 +102,26 @@ class InboundCall(SIPChannel, ClientOwner):
             "answered {dialled} from {caller} ({codec})",
             dialled=self.dialled,
             caller=self.caller.number,
-            codec=self.codec.encoding,
+            codec=self.codec.encoding if self._negotiated else "offer in the 200",
         )
         return self._acked
+
+    def _start_media(self):
+        negotiated = self._negotiated
+        self._session.set_remote(negotiated.remote_address, negotiated.remote_port, negotiated.codec)
+        self._session.hold(negotiated.on_hold)
+
+    def _late_answer(self, ack):
+        """RFC 3261 §13.2.1: the answer to the offer in our 200 is in the ACK."""
+        try:
+            self._negotiated = sdp.accept_answer(self._our_offer, sdp.SessionDescription.parse(ack.body))
+        except (sdp.SDPError, sdp.NoCommonCodec) as e:
+            self.log.warn("ACK without a usable SDP answer ({why}); hanging up", why=str(e))
+            return False
+        self._offer = None
+        self._start_media()
+        self.log.info("media agreed in the ACK ({codec})", codec=self.codec.encoding)
+        return True
 
     def hangup(self, reason="normal"):
         if self.state == "offered":
@@ -122,11 +145,14 @@ class InboundCall(SIPChannel, ClientOwner):
 
     # From the network
 
-    def acked(self):
+    def acked(self, ack=None):
         if self._bye_pending:
             self._send_pending_bye()
         elif self.state == "answered":
             self.state = "confirmed"
+            if self._our_offer is not None and self._negotiated is None and not self._late_answer(ack):
+                self.hangup("no SDP answer")
+                return
             self._acked.callback(None)
 
     def ack_missing(self):
@@ -249,13 +275,8 @@ class Calls:
         if request.headers.get("Content-Type", "application/sdp").split(";")[0].strip().lower() != "application/sdp":
             transaction.respond(415, "Unsupported Media Type")
             return
-        if not request.body:
-            # A late offer (offer in our 200, answer in the ACK) is legal
-            # (RFC 3261 §13.2.1) but rare on phones; not supported yet.
-            transaction.respond(488, "Not Acceptable Here")
-            return
         try:
-            offer = sdp.SessionDescription.parse(request.body)
+            offer = sdp.SessionDescription.parse(request.body) if request.body else None
             session = self._media.open_session()
         except sdp.SDPError as e:
             transaction.respond(400, f"Bad Request - Bad SDP: {e}"[:120])
@@ -264,15 +285,21 @@ class Calls:
             self.log.failure("no media port for a new call")
             transaction.respond(503, "Service Unavailable")
             return
-        try:
-            _, negotiated = sdp.answer(offer, self.media_address, session.local_port, 0, 0)
-        except sdp.NoCommonCodec as e:
-            session.close()
-            response = make_response(request, 488, "Not Acceptable Here")
-            response.headers.add("Warning", f'305 callcenter "{e}"')
-            transaction.respond(response)
-            return
-        call = InboundCall(self, transaction, request, caller, session, negotiated, offer)
+        our_offer = negotiated = None
+        if offer is None:
+            # A late offer (RFC 3261 §13.2.1, "delayed offer" on some PBXes
+            # and trunks): ours goes in the 200, the answer in the ACK.
+            our_offer = sdp.offer(self.media_address, session.local_port, secrets.randbelow(2**31), 0)
+        else:
+            try:
+                _, negotiated = sdp.answer(offer, self.media_address, session.local_port, 0, 0)
+            except sdp.NoCommonCodec as e:
+                session.close()
+                response = make_response(request, 488, "Not Acceptable Here")
+                response.headers.add("Warning", f'305 callcenter "{e}"')
+                transaction.respond(response)
+                return
+        call = InboundCall(self, transaction, request, caller, session, negotiated, offer, our_offer)
         self._by_dialog[call.key] = call
         self._by_transaction[id(transaction)] = call
         call.log.info(
@@ -296,7 +323,7 @@ class Calls:
     def ack(self, request):
         call = self.find(request)
         if call is not None:
-            call.acked()
+            call.acked(request)
 
     def cancel(self, invite_transaction):
         if self._routing.pop(id(invite_transaction), None) is not None:

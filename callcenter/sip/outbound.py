@@ -270,7 +270,7 @@ class OutboundCall(SIPChannel, ClientOwner):
         elif transaction.request.method == "BYE":
             self.log.info("no answer to our BYE")
 
-    def acked(self):
+    def acked(self, ack=None):
         """The far end ACKed our 2xx to its re-INVITE: nothing more to do."""
 
     def in_dialog_request(self, transaction, request):

@@ -244,9 +244,42 @@ def test_no_common_codec_is_488_and_the_media_port_is_released(switch, wire, eng
     assert engine.sessions[0].closed
 
 
-def test_an_invite_without_an_offer_is_refused(switch, wire):
-    send(switch, Phone("9196", body="").make_invite())
-    assert statuses(wire.take()) == [100, 488]
+ANSWER = (
+    "v=0\r\no=phone 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+)
+
+
+def late_offer_call(switch, wire):
+    """An INVITE without SDP: our offer comes in the 200."""
+    phone = Phone("9196", body="")
+    send(switch, phone.make_invite())
+    sent = wire.take()
+    assert statuses(sent) == [100, 200]
+    phone.to_tag = sent[1].to_addr.tag
+    return phone, SessionDescription.parse(sent[1].body)
+
+
+def test_a_late_offer_is_answered_in_the_ack(switch, wire, engine):
+    phone, offer = late_offer_call(switch, wire)
+    [audio] = offer.media
+    assert audio.formats == ["0", "8", "101"]  # PCMU, PCMA, telephone-event
+    session = engine.sessions[0]
+    assert session.remote is None  # nothing is sent before the answer
+    ack = phone.ack()
+    ack.headers.add("Content-Type", "application/sdp")
+    ack.body = ANSWER.encode()
+    send(switch, ack)
+    assert session.remote == ("192.0.2.10", 40000, "PCMA")
+    assert session.echoing
+
+
+def test_an_ack_without_the_answer_to_a_late_offer_ends_the_call(switch, wire, engine):
+    phone, _ = late_offer_call(switch, wire)
+    send(switch, phone.ack())
+    [bye] = wire.take()
+    assert bye.method == "BYE"
+    assert engine.sessions[0].closed
 
 
 def test_cancel_before_the_answer(switch, wire, engine, applications):
