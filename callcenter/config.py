@@ -153,12 +153,17 @@ class ServerEndpoint(Kind):
     ``unix:/run/callcenter.sock``, ``ssl:443:privateKey=...``).
     """
 
-    def __init__(self, example):
-        self.expected = f"a Twisted server endpoint such as {show(example)}"
+    def __init__(self, example, optional=False):
+        self.optional = optional
+        self.expected = f"a Twisted server endpoint such as {show(example)}" + (
+            ', or "" for none' if optional else ""
+        )
 
     def parse(self, value):
         if not isinstance(value, str):
             raise Mismatch()
+        if self.optional and value == "":
+            return value
         from twisted.internet import reactor
         from twisted.internet.endpoints import serverFromString
 
@@ -172,6 +177,8 @@ class ServerEndpoint(Kind):
         from twisted.internet.endpoints import serverFromString
         from twisted.internet.protocol import Factory
 
+        if not value:
+            return
         outcome = []
         serverFromString(reactor, value).listen(Factory()).addBoth(outcome.append)
         if not outcome:

@@ -132,6 +132,13 @@ class TelephonyConfig:
         "tcp:5060:interface=127.0.0.1",
         "Where SIP over TCP listens.",
     )
+    tls: str = setting(
+        ServerEndpoint("ssl:5061:privateKey=/etc/callcenter/sip.key:certKey=/etc/callcenter/sip.pem:interface=127.0.0.1", optional=True),
+        "",
+        "Where SIP over TLS listens (RFC 3261 §26.2.1: phones that keep their signalling private); "
+        'empty for none.  Key and certificate files are the operator\'s, never in the repository.',
+        shown='""',
+    )
     realm: str = setting(
         Text(), "callcenter", "Digest realm; SIP accounts' HA1 values are made for it."
     )

@@ -255,6 +255,9 @@ class ServerTransaction(_Transaction):
                 # makes no dialog can take any fresh one.
                 to_tag = secrets.token_hex(6)
             response = make_response(self.request, response, reason, to_tag=to_tag)
+        elif response.status > 100 and _lacks_to_tag(response):
+            # Built whole by the TU without one: the same rule applies.
+            response.headers.set("To", f"{response.headers.get('To')};tag={secrets.token_hex(6)}")
         if self.state in ("completed", "confirmed", "accepted", "terminated"):
             self.log.warn(
                 "{method} transaction already answered; not sending {status}",
@@ -266,6 +269,13 @@ class ServerTransaction(_Transaction):
         self._send(response)
         self._responded(response)
         return response
+
+
+def _lacks_to_tag(response):
+    try:
+        return response.to_addr.tag is None
+    except ValueError:
+        return False  # No To, or one we cannot parse: sent as it is.
 
 
 class ServerInviteTransaction(ServerTransaction):

@@ -45,13 +45,14 @@ class DatagramDestination:
 
 
 class StreamDestination:
-    """A peer on one TCP connection: responses go back over it (§18.2.2)."""
+    """A peer on one TCP or TLS connection: responses go back over it (§18.2.2)."""
 
     reliable = True
 
-    def __init__(self, connection, address):
+    def __init__(self, connection, address, transport="TCP"):
         self._connection = connection
         self.address = address
+        self.transport = transport
 
     def send(self, data):
         if self._connection.transport is not None and self._connection.connected:
@@ -59,10 +60,10 @@ class StreamDestination:
 
     def local(self):
         host = self._connection.transport.getHost()
-        return "TCP", host.host, host.port
+        return self.transport, host.host, host.port
 
     def __repr__(self):
-        return f"tcp:{self.address[0]}:{self.address[1]}"
+        return f"{self.transport.lower()}:{self.address[0]}:{self.address[1]}"
 
 
 class SIPCore:
@@ -177,7 +178,7 @@ class SIPStreamProtocol(Protocol):
 
     def connectionMade(self):
         peer = self.transport.getPeer()
-        self.destination = StreamDestination(self, (peer.host, peer.port))
+        self.destination = StreamDestination(self, (peer.host, peer.port), self.factory.transport)
         self.factory.connections[self.destination.address] = self
 
     def connectionLost(self, reason):
@@ -209,8 +210,10 @@ class SIPStreamProtocol(Protocol):
 
 
 class SIPStreamFactory(Factory):
-    def __init__(self, core):
+    def __init__(self, core, transport="TCP"):
+        """C{transport}: "TCP", or "TLS" for a listener on a TLS endpoint (same framing)."""
         self.core = core
+        self.transport = transport
         # Open connections by peer (host, port): a phone registered over TCP
         # is called back over the connection it registered on (RFC 5626 §5).
         self.connections = {}
@@ -225,11 +228,14 @@ def destination_of(source, udp, streams):
     """
     Where to reach a peer last heard from at C{source} (a destination's
     repr, such as C{"udp:192.0.2.7:5060"}): over our UDP socket C{udp}, or
-    over its TCP connection held by C{streams} (None when that closed).
+    over its TCP or TLS connection, held by the factory in C{streams} for
+    its transport (C{{"tcp": factory, "tls": factory}}); None when that
+    connection has closed.
     """
     transport, _, address = source.partition(":")
     host, _, port = address.rpartition(":")
     if transport == "udp":
         return DatagramDestination(udp, (host, int(port)))
-    connection = streams.connections.get((host, int(port)))
+    factory = streams.get(transport)
+    connection = None if factory is None else factory.connections.get((host, int(port)))
     return None if connection is None else connection.destination

@@ -89,13 +89,14 @@ class TelephonyService(MultiService):
 
         udp = SIPDatagramProtocol(self.core)
         streams = SIPStreamFactory(self.core)
+        secure = SIPStreamFactory(self.core, "TLS")
         self.layer = TransactionLayer(clock, self.core.send, None)
         self.calls = Calls(self.layer, clock, self.media, config.media_address, self._route, local_address)
         self.connector = Connector(
             self.calls,
             self.media,
             self.location,
-            lambda binding: destination_of(binding.source, udp, streams),
+            lambda binding: destination_of(binding.source, udp, {"tcp": streams, "tls": secure}),
             config.media_address,
         )
         self.trunks = [
@@ -133,6 +134,8 @@ class TelephonyService(MultiService):
         self.core.layer = self.layer
         datagram_listener(context, "telephony", "udp", config.udp, udp, "SIP/UDP").setServiceParent(self)
         stream_listener(context, "telephony", "tcp", config.tcp, streams, "SIP/TCP").setServiceParent(self)
+        if config.tls:
+            stream_listener(context, "telephony", "tls", config.tls, secure, "SIP/TLS").setServiceParent(self)
 
         purge = TimerService(PURGE_INTERVAL, self._purge)
         purge.clock = clock

@@ -254,17 +254,6 @@ def test_an_offer_with_no_codec_in_common_is_refused_488_with_a_warning(tmp_path
     assert telephony(server)["calls"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RFC 3261 §8.2.6.2: every response but 100 carries a To tag.  Responses the server "
-        "builds whole with make_response() and no to_tag go out without one: the 488 in "
-        "callcenter/sip/calls.py Calls._set_up (also its 415/400/503 when given as a "
-        "Response), and the out-of-dialog OPTIONS 200 and the 405 in callcenter/sip/dispatch.py "
-        "RequestDispatcher.request_received.  ServerTransaction.respond adds a fresh tag only "
-        "when given a status code, not a Response."
-    ),
-)
 def test_final_responses_outside_a_dialog_carry_a_to_tag(tmp_path, server):
     caller = run_sipp(tmp_path, "caller", server.udp, "invite_g729.xml", "-s", "9196")
     ping = run_sipp(tmp_path, "ping", server.udp, "options.xml", "-trace_msg")

@@ -261,6 +261,19 @@ def test_a_second_final_response_is_not_sent(layer, wire, user):
     assert [m.status for m in wire.take()] == [200]
 
 
+def test_every_final_response_gets_a_to_tag_however_it_was_built(layer, wire, user):
+    # RFC 3261 §8.2.6.2: a TU that builds the response itself and forgets.
+    options = request("OPTIONS")
+    layer.request_received(options, PEER, False)
+    user.transaction.respond(make_response(options, 200))
+    [response] = wire.take()
+    assert response.to_addr.tag
+    tagged = request("OPTIONS", call_id="call-2@test")
+    layer.request_received(tagged, PEER, False)
+    user.transaction.respond(make_response(tagged, 405, to_tag="mine"))
+    assert wire.take()[0].to_addr.tag == "mine"
+
+
 # Server INVITE (Figure 7)
 
 

@@ -183,8 +183,10 @@ def test_a_failed_udp_send_is_counted_not_raised(udp):
 
 def test_a_phone_registered_over_tcp_is_reached_over_its_connection_while_it_lasts(tcp, udp):
     protocol, transport = tcp
-    assert destination_of("tcp:203.0.113.9:51000", udp, protocol.factory) is protocol.destination
+    streams = {"tcp": protocol.factory}
+    assert destination_of("tcp:203.0.113.9:51000", udp, streams) is protocol.destination
+    assert destination_of("tls:203.0.113.9:51000", udp, streams) is None
     protocol.connectionLost(None)
-    assert destination_of("tcp:203.0.113.9:51000", udp, protocol.factory) is None
+    assert destination_of("tcp:203.0.113.9:51000", udp, streams) is None
     # A destination's repr: IPv6 hosts are not bracketed, the port is last.
-    assert destination_of("udp:2001:db8::1:5060", udp, protocol.factory).address == ("2001:db8::1", 5060)
+    assert destination_of("udp:2001:db8::1:5060", udp, streams).address == ("2001:db8::1", 5060)
