@@ -188,6 +188,8 @@ class TelephonyService(MultiService):
                 "transactions": len(self.layer),
                 "blocked_sources": len(self.guard.blocked_sources()),
                 "conferences": len(self.conferences),
+                # Late and skipped ticks say the shared clock is starved.
+                "media": self.media.stats(),
                 "trunks": {trunk.username: trunk.status() for trunk in self.trunks},
             },
         )
