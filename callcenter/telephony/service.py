@@ -189,7 +189,7 @@ class TelephonyService(MultiService):
                 "blocked_sources": len(self.guard.blocked_sources()),
                 "conferences": len(self.conferences),
                 # Late and skipped ticks say the shared clock is starved.
-                "media": self.media.stats(),
+                "media": self.media.stats,
                 "trunks": {trunk.username: trunk.status() for trunk in self.trunks},
             },
         )
