@@ -241,13 +241,23 @@ class ServerTransaction(_Transaction):
     def __init__(self, layer, key, request, source, reliable):
         super().__init__(layer, key, source, reliable)
         self.request = request
+        self.method = request.method
         self.last_response = None
 
     def respond(self, status_or_response, reason=None, to_tag=None):
         """
         Send a response (a Response, or a status code to build one from the
-        request with L{make_response}).  Returns the Response sent.
+        request with L{make_response}).  Returns the Response sent, or None
+        when the transaction has already answered.
         """
+        if self.state in ("completed", "confirmed", "accepted", "terminated"):
+            status = getattr(status_or_response, "status", status_or_response)
+            self.log.warn(
+                "{method} transaction already answered; not sending {status}",
+                method=self.method,
+                status=status,
+            )
+            return None
         response = status_or_response
         if isinstance(response, int):
             if to_tag is None and response > 100:
@@ -258,13 +268,6 @@ class ServerTransaction(_Transaction):
         elif response.status > 100 and _lacks_to_tag(response):
             # Built whole by the TU without one: the same rule applies.
             response.headers.set("To", f"{response.headers.get('To')};tag={secrets.token_hex(6)}")
-        if self.state in ("completed", "confirmed", "accepted", "terminated"):
-            self.log.warn(
-                "{method} transaction already answered; not sending {status}",
-                method=self.request.method,
-                status=response.status,
-            )
-            return response
         self.last_response = response
         self._send(response)
         self._responded(response)
@@ -354,11 +357,25 @@ class ServerNonInviteTransaction(ServerTransaction):
             self.state = "proceeding"
         else:
             self.state = "completed"
+            if not self.reliable:
+                # For the 32 s of Timer J this transaction only answers
+                # retransmissions: it keeps the bytes it sent, not the
+                # parsed request and response (thousands of objects a
+                # second for the collector to walk, and ~10 KiB each).
+                self.request = None
+                self.last_response = _Sent(response.to_bytes())
             self._after(self.timers.timeout, self.terminate)  # Timer J.
 
     def request_retransmitted(self, request):
         if self.last_response is not None:
             self._send(self.last_response)
+
+
+class _Sent(bytes):
+    """A message already serialised, sent again as it was."""
+
+    def to_bytes(self):
+        return self
 
 
 def server_key(request, source):

@@ -7,7 +7,7 @@ schedules, timeouts, absorption of retransmissions, CANCEL and ACK handling
 import pytest
 from twisted.internet.task import Clock
 
-from callcenter.sip.message import Request, make_response
+from callcenter.sip.message import Request, make_response, parse_message
 from callcenter.sip.transaction import (
     ClientOwner,
     ServerUser,
@@ -43,6 +43,9 @@ class Wire:
         self.sent = []
 
     def __call__(self, message, destination, reliable):
+        if isinstance(message, bytes):
+            # What a completed transaction keeps and sends again: its bytes.
+            message = parse_message(message)
         self.sent.append(message)
 
     def take(self):
