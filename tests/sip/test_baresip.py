@@ -11,6 +11,7 @@ alone by default; one test pins down what offering SHA-256 does to it.
 
 import math
 import struct
+import subprocess
 import wave
 
 import pytest
@@ -148,3 +149,34 @@ def test_the_softphone_harness_calls_peer_to_peer(tmp_path, softphone):
     # sndfile names them dump-<local time to the second>-{enc,dec}.wav.
     [received] = [path for path in callee.recordings() if path.endswith("-dec.wav")]
     assert loudest_sample(received) > 4000
+
+
+def self_signed(directory):
+    """A throwaway key and certificate for 127.0.0.1 (made here, never committed)."""
+    key, cert = directory / "sip.key", directory / "sip.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+def test_baresip_registers_and_calls_over_tls(tmp_path, start_server, softphone, db_url):
+    key, cert = self_signed(tmp_path)
+    server = start_server(tls=f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1")
+    tls_port = int(server.process.wait_for(r"SIP/TLS listening on 127\.0\.0\.1:(\d+)").group(1))
+    phone = softphone()
+    phone.register("1001", "demo1001", tls_port, transport="tls")
+    assert registration(phone)["type"] == "REGISTER_OK", phone.events
+    [(aor, contact, _)] = bindings(db_url)
+    assert aor == "1001" and "transport=tls" in contact
+    server.process.wait_for(r"1001 registered 1 contacts from tls:127\.0\.0\.1:\d+")
+    phone.dial(f"sip:9196@127.0.0.1:{tls_port};transport=tls")
+    established = phone.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")
+    assert established["type"] == "CALL_ESTABLISHED", phone.events
+    phone.hangup()
+    server.process.wait_for(r"call ended: caller hung up")
