@@ -119,6 +119,10 @@ class LocationService:
         self._waiting_for_load.append(d)
         return d
 
+    def registered_count(self):
+        """How many extensions have a binding (expired ones count until the purge)."""
+        return len(self._by_aor)
+
     def current(self, aor):
         """The live bindings of C{aor}, by contact."""
         now = self._clock.seconds()

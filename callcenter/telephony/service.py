@@ -3,7 +3,7 @@
 import ipaddress
 import os
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
@@ -137,12 +137,34 @@ class TelephonyService(MultiService):
         if config.tls:
             stream_listener(context, "telephony", "tls", config.tls, secure, "SIP/TLS").setServiceParent(self)
 
+        self._export_gauges(context.metrics.registry)
         purge = TimerService(PURGE_INTERVAL, self._purge)
         purge.clock = clock
         purge.setServiceParent(self)
         refresh = TimerService(REFRESH_SECONDS, self._refresh_accounts)
         refresh.clock = clock
         refresh.setServiceParent(self)
+
+    def _export_gauges(self, registry):
+        """What operations watch on /metrics, read when scraped."""
+        gauges = [
+            ("callcenter_calls", "Call legs up or being set up.", lambda: len(self.calls)),
+            ("callcenter_sip_transactions", "SIP transactions held.", lambda: len(self.layer)),
+            ("callcenter_media_sessions", "RTP sessions open.", lambda: len(self.media.sessions)),
+            (
+                "callcenter_media_late_ticks",
+                "Media clock ticks run a whole tick late (the process is short of CPU).",
+                lambda: self.media.late_ticks,
+            ),
+            (
+                "callcenter_media_skipped_ticks",
+                "Media clock ticks skipped: audio was not sent for them.",
+                lambda: self.media.skipped_ticks,
+            ),
+            ("callcenter_sip_registrations", "Extensions with a live registration.", self.location.registered_count),
+        ]
+        for name, help_text, read in gauges:
+            Gauge(name, help_text, registry=registry).set_function(read)
 
     def _route(self, request, source, caller):
         return self.router.route(request, source, caller)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 
 from postgres import free_port
-from processes import DEADLINE, get_json
+from processes import DEADLINE, get_json, get_text
 from telephony_server import bindings
 
 SIPP_MEDIA = "/usr/share/sip-tester"
@@ -52,6 +52,9 @@ def test_sipp_registers_over_udp_with_digest_and_the_binding_is_stored(tmp_path,
     [(aor, contact, agent)] = bindings(db_url)
     assert (aor, agent) == ("1001", "SIPp")
     assert contact.startswith("sip:1001@127.0.0.1:")
+    metrics = get_text(server.http, "/metrics")[2]
+    assert "callcenter_sip_registrations 1.0" in metrics
+    assert "callcenter_calls 0.0" in metrics
 
 
 def test_sipp_registers_over_tcp(tmp_path, server, db_url):
