@@ -184,6 +184,13 @@ class TelephonyConfig:
         "Carrier trunks we register with and dial out through (authenticated extensions only).",
         shown="[]",
     )
+    t1: float = setting(
+        Number(0.05, 5),
+        0.5,
+        "RFC 3261 T1 in seconds, the round-trip estimate every SIP timer is a multiple of "
+        "(retransmissions from T1, giving up after 64*T1).  Lower it only on a network known "
+        "to be faster (§17.1.1.1).",
+    )
     min_expires: int = setting(Integer(1, 86400), 60, "Shortest registration accepted (423 below it).")
     max_expires: int = setting(Integer(1, 86400), 7200, "Longest registration granted.")
     default_expires: int = setting(

@@ -22,7 +22,7 @@ from callcenter.sip.dispatch import RequestDispatcher
 from callcenter.sip.guard import SourceGuard
 from callcenter.sip.location import LocationService
 from callcenter.sip.registrar import Registrar, RegistrationPolicy
-from callcenter.sip.transaction import TransactionLayer
+from callcenter.sip.transaction import Timers, TransactionLayer
 from callcenter.sip.trunk import Trunk, udp_destinations
 from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory, destination_of
 from callcenter.telephony.apps import APPLICATIONS
@@ -90,7 +90,7 @@ class TelephonyService(MultiService):
         udp = SIPDatagramProtocol(self.core)
         streams = SIPStreamFactory(self.core)
         secure = SIPStreamFactory(self.core, "TLS")
-        self.layer = TransactionLayer(clock, self.core.send, None)
+        self.layer = TransactionLayer(clock, self.core.send, None, Timers(T1=config.t1))
         self.calls = Calls(self.layer, clock, self.media, config.media_address, self._route, local_address)
         self.connector = Connector(
             self.calls,

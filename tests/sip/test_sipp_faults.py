@@ -187,16 +187,16 @@ def test_a_200_never_acked_is_retransmitted_then_the_call_is_ended_with_a_bye(tm
     """
     The ACK lost for good: the server retransmits its 200 (RFC 3261
     §13.3.1.4, T1 doubling up to T2), SIPp sees the same 200 again and
-    again, and after 64*T1 (32 s: the timers are not configurable, so this
-    test takes that long) the server gives up and ends the call with a BYE
-    (SIPp's scenario waits for it).  The media timeout is set above 32 s so
-    that it is the missing ACK that ends the call, not the missing RTP.
+    again, and after 64*T1 the server gives up and ends the call with a BYE
+    (SIPp's scenario waits for it).  T1 is set to 0.1 s ([telephony] t1),
+    so 64*T1 is 6.4 s rather than 32 s; the media timeout stays above it
+    so that it is the missing ACK that ends the call, not the missing RTP.
     """
-    server = start_server(media_timeout=60.0)
-    sipp = run_sipp(tmp_path, "caller", server.udp, "invite_no_ack.xml", "-s", "9196", timeout=50)
+    server = start_server(t1=0.1, media_timeout=30.0)
+    sipp = run_sipp(tmp_path, "caller", server.udp, "invite_no_ack.xml", "-s", "9196", timeout=20)
     received = sipp.received()
     answers = responses(received, 200)
-    # 0.5 + 1 + 2 + 4 s: at least four retransmissions fit well within the 32 s.
+    # 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s...: T1 doubling up to T2 within 64*T1.
     assert len(answers) >= 5
     assert len(set(answers)) == 1, "each retransmission is the same 200"
     assert received[-1].startswith("BYE ")
