@@ -1,38 +1,54 @@
 """
 Concurrent calls through the whole server, driven by SIPp, with RTP both
-ways and RFC 4733 DTMF: the telephony issue's concurrency target (at least
-500 calls on this 2-core machine with no packet loss and the outgoing packet
-interval's p99 within 20 ms +- 5; the product's goal is 1,000).
+ways: the telephony issue's concurrency target (at least 500 calls on this
+2-core machine with no packet loss and the outgoing packet interval's p99
+within 20 ms +- 5; the product's goal is 1,000).
 
     .venv/bin/python bench/concurrent_calls.py [--calls 250 500 750 1000] [--rate 50]
         [--window 5] [--profile 10 --profile-at 500]
 
-For each size N a fresh server is started and SIPp calls the echo-test
-number N times at --rate calls/s; every call plays a recording made by the
-bench (PCMA, one 20 ms frame every 20 ms, an RFC 4733 key press every two
-seconds within the same stream) with SIPp's play_pcap_audio, and the server
-echoes each frame back on its own 20 ms clock.  Once all N calls are up
-and have settled, for --window seconds:
+For each size N a fresh server is started and SIPp calls the tone-test
+number (9197) N times at --rate calls/s.  The server plays the tone (1 kHz,
+one second on, then one second of encoded silence frames: a frame every
+20 ms, no silence suppression) and SIPp sends every packet straight back
+with -rtp_echo, on one media port shared by every call.  SIPp plays
+nothing itself: its play_pcap_audio opens a raw socket per call, which the
+kernel hands a copy of every loopback UDP packet inside the sender's
+sendto, so the server's cost per packet grew with N (docs/performance.md).
 
-- the server's CPU (every thread, from schedstat) and RSS;
+Once all N calls are up and have settled, for --window seconds:
+
+- the load on the machine: before each window the bench waits (up to
+  --quiet-wait s) until processes other than ours use under --quiet % of a
+  core, then records /proc/loadavg and the other processes' CPU during the
+  window, naming the busiest;
+- the server's CPU (every thread, from schedstat) and RSS, and the media
+  engine's counters from GET /health (subsystems.telephony.media: ticks,
+  late and skipped ticks, packets sent and received);
 - tcpdump on lo records both directions of every call's RTP.  Capture
   timestamps are taken by the kernel as each packet leaves its sender, so
-  they show the sender's pacing as a receiver would see it, whatever the
+  they show the server's pacing as a receiver would see it, whatever the
   capturing process is doing.  Per stream: the intervals between packets
-  (p1/p50/p99/max over all streams), sequence gaps, and for our streams
-  RTP timestamp gaps too (the engine skipping ticks keeps the sequence
-  continuous but leaves holes in the audio).  SIPp's own streams, paced
-  by C code, are the reference for what this machine allows;
-- the kernel's drop count on the server's RTP sockets (packets it never
-  read: the echo fills those ticks with silence, so the wire cannot show
-  them).
+  (p1/p50/p99/max over all streams), sequence gaps and RTP timestamp gaps
+  (the engine skipping ticks keeps the sequence continuous but leaves
+  holes in the audio).  Each packet is matched with its echo: the echo
+  delay and the packets SIPp did not return say whether the load
+  generator kept up;
+- the kernel's drop count on the server's RTP sockets and on SIPp's echo
+  socket.
+
+Then, with the N calls still up, a second SIPp makes --dtmf-calls calls to
+the DTMF-test number (9198) pressing 1 2 3 # as RFC 4733 events (SIPp's
+recorded pcaps, a few raw sockets alive for a fraction of a second, after
+the window and the profile), and the server's log must show "123" for
+each.
 
 The target is met for N when every call was held and none failed, nothing
-was lost either way, and the server's interval p99 is within 15-25 ms.
-With --profile S, py-spy samples the server for S seconds after the
-capture at --profile-at N (several sizes allowed) and the top functions
-are printed.  Needs root (SIPp's play_pcap_audio uses a raw socket;
-tcpdump).  Results go in docs/performance.md.
+was lost, no tick was skipped, and the server's interval p99 is within
+15-25 ms.  With --profile S, py-spy samples the server for S seconds after
+the window at --profile-at N (several sizes allowed) and the top functions
+are printed.  Needs root (tcpdump; SIPp's play_pcap_audio for the DTMF
+calls).  Results go in docs/performance.md.
 """
 
 import argparse
@@ -43,7 +59,6 @@ import glob
 import json
 import math
 import os
-import random
 import re
 import shutil
 import signal
@@ -59,30 +74,31 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _server import BIN, bench_server, free_port  # noqa: E402
 
-ECHO_NUMBER = "9196"
+TONE_NUMBER = "9197"
+DTMF_NUMBER = "9198"
 # The server's RTP ports: below the ephemeral range and away from the
 # default 20000-29999, so that other servers and tests on the machine
 # neither take them nor show up in the capture.
 RTP_PORTS = (30000, 32767)
-# SIPp gives call k (from 1) the media port SIPP_MEDIA_PORT + 4 (k - 1)
-# ([auto_media_port]) but binds none of them (play_pcap_audio sends from a
-# raw socket); it binds SIPP_MEDIA_PORT and +2 itself (-mp, for -rtp_echo).
+# Every call advertises SIPp's one echo port ([media_port], -mp); SIPp
+# binds it and +2 (video).  The DTMF calls use their own range.
 SIPP_MEDIA_PORT = 10000
+DTMF_MEDIA_PORT = 12000
 MAX_CALLS = (RTP_PORTS[1] - RTP_PORTS[0]) // 2 - 10
-FRAME_MS = 20
 SAMPLES_PER_FRAME = 160
-PCMA, TELEPHONE_EVENT = 8, 101
 SETTLE_SECONDS = 3.0
 # Streams with fewer packets in the window (a call starting or ending in
 # it) are left out of the interval and loss figures.
 MIN_PACKETS = 25
-DTMF_EVERY_SECONDS = 2.0
-DIGITS = "1234567890*#"
+SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "sip", "scenarios")
+# 1 2 3 # as RFC 4733 events; the server hangs up on #.
+DTMF_SCENARIO = os.path.join(SCENARIOS, "dtmf_call.xml")
+DTMF_SECONDS = 20
 
-# The scenario: call, play the recording for as long as the call is held,
-# hang up.  The SDP offers PCMA and telephone-event, as dtmf_call.xml.
+# The scenario: call, hold the call (SIPp echoing the server's RTP), hang
+# up.  The SDP offers PCMA and telephone-event, as dtmf_call.xml.
 SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="concurrent echo calls with RTP and DTMF">
+<scenario name="concurrent tone calls, RTP echoed">
   <send retrans="500">
     <![CDATA[
 
@@ -102,7 +118,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
-      m=audio [auto_media_port] RTP/AVP 8 101
+      m=audio [media_port] RTP/AVP 8 101
       a=rtpmap:8 PCMA/8000
       a=rtpmap:101 telephone-event/8000
       a=fmtp:101 0-15
@@ -130,7 +146,6 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
 
-  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
   <pause milliseconds="{hold_ms}"/>
 
   <send retrans="500">
@@ -203,15 +218,6 @@ def machine_busy():
     return sum(values) - idle, sum(values)
 
 
-def live_calls(server):
-    """The server's count of calls from /health; None when it does not answer within 10 s."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/health", timeout=10) as r:
-            return json.loads(r.read())["subsystems"]["telephony"]["calls"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def wait_until(predicate, timeout, interval=0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -273,89 +279,127 @@ def interrupt_on_sigterm():
 # The caller's recording.
 
 
-def _ip_checksum(header):
-    total = sum(struct.unpack("!10H", header))
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
+def telephony_health(server):
+    """The telephony subsystem's /health details; None when it does not answer within 10 s."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/health", timeout=10) as r:
+            return json.loads(r.read())["subsystems"]["telephony"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
-def caller_packets(seconds):
-    """
-    RTP payloads (payload type, marker, timestamp, payload) of one caller,
-    one every 20 ms: a 440 Hz PCMA tone, and every two seconds a key press
-    as RFC 4733 events (RFC 4733 §2.5: marked first packet, growing
-    duration, the end packet sent three times), in the same stream.
-    """
-    from callcenter.media import g711
+def live_calls(server):
+    health = telephony_health(server)
+    return None if health is None else health["calls"]
 
-    tone = []
-    for frame in range(50):  # 440 Hz repeats every 50 frames (1 s) exactly.
-        samples = [
-            int(8000 * math.sin(2 * math.pi * 440 * (frame * SAMPLES_PER_FRAME + i) / 8000))
-            for i in range(SAMPLES_PER_FRAME)
-        ]
-        tone.append(g711.linear_to_alaw(struct.pack(f"<{SAMPLES_PER_FRAME}h", *samples)))
-    frames = int(seconds * 1000 / FRAME_MS)
-    every = int(DTMF_EVERY_SECONDS * 1000 / FRAME_MS)
-    packets, index, presses, marker = [], 0, 0, True
-    while index < frames:
-        if index and index % every == 0 and index + 8 <= frames:
-            event = "0123456789*#".index(DIGITS[presses % len(DIGITS)])
-            presses += 1
-            start = index * SAMPLES_PER_FRAME
-            for n in range(8):
-                end = n >= 5
-                duration = SAMPLES_PER_FRAME * (min(n, 5) + 1)
-                payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
-                packets.append((TELEPHONE_EVENT, n == 0, start, payload))
-            index += 8
-            marker = True
+
+def media_stats(server):
+    """The media engine's counters (ticks, late/skipped ticks, packets) from /health."""
+    health = telephony_health(server) or {}
+    return health.get("media") or {}
+
+
+# The rest of the machine: other benches and test suites share the two cores.
+
+
+def process_cpu():
+    """{pid: (name, user+system clock ticks)} of every process (all its threads)."""
+    snapshot = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
-        packets.append((PCMA, marker, index * SAMPLES_PER_FRAME, tone[index % 50]))
-        marker = False
-        index += 1
-    return packets
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, _, tail = f.read().rpartition(")")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue  # Ended meanwhile.
+        fields = tail.split()
+        name = " ".join(a.decode(errors="replace") for a in argv[:3] if a)[:70] or head.partition("(")[2]
+        snapshot[int(entry)] = (name, int(fields[11]) + int(fields[12]))
+    return snapshot
 
 
-def write_caller_pcap(path, seconds):
-    """A pcap SIPp's play_pcap_audio replays: Ethernet, IPv4, UDP, RTP, 20 ms apart."""
-    ssrc, first_sequence = random.getrandbits(32), random.getrandbits(16)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for n, (payload_type, marker, timestamp, payload) in enumerate(caller_packets(seconds)):
-            rtp = struct.pack(
-                "!BBHII", 0x80, (0x80 if marker else 0) | payload_type, (first_sequence + n) & 0xFFFF,
-                timestamp & 0xFFFFFFFF, ssrc,
-            ) + payload
-            udp = struct.pack("!HHHH", 5004, 6000, 8 + len(rtp), 0) + rtp
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0,
-                             bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
-            ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
-            frame = b"\0" * 12 + b"\x08\x00" + ip + udp
-            micros = n * FRAME_MS * 1000
-            f.write(struct.pack("<IIII", micros // 1000000, micros % 1000000, len(frame), len(frame)))
-            f.write(frame)
+def busiest_others(before, after, seconds, ours, limit=3):
+    """[(percent of a core, name)] of the processes not in C{ours} that used the most CPU between two snapshots."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    used = []
+    for pid, (name, ticks) in after.items():
+        if pid in ours:
+            continue
+        share = 100 * (ticks - before.get(pid, (name, ticks))[1]) / hertz / seconds
+        if share >= 1:
+            used.append((share, name))
+    return sorted(used, reverse=True)[:limit]
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+class MachineLoad:
+    """What the rest of the machine did over an interval: from /proc/stat and per process."""
+
+    def __init__(self, ours):
+        self.ours = set(ours)
+        self.loadavg = loadavg()
+        self._busy = machine_busy()
+        self._ours = sum(cpu_ns(p) for p in self.ours)
+        self._processes = process_cpu()
+        self._started = time.monotonic()
+
+    def finish(self):
+        seconds = time.monotonic() - self._started
+        busy, total = (a - b for a, b in zip(machine_busy(), self._busy))
+        mine = (sum(cpu_ns(p) for p in self.ours) - self._ours) / 1e9 / seconds
+        # /proc/stat under-counts short bursts on these VMs: a lower bound.
+        self.others_pct = max(0.0, 200 * busy / total - 100 * mine) if total else 0.0
+        self.busiest = busiest_others(self._processes, process_cpu(), seconds, self.ours)
+        return self
+
+    def describe(self):
+        names = ", ".join(f"{name} {share:.0f}%" for share, name in self.busiest) or "none over 1%"
+        return f"load average {self.loadavg:.2f}, others {self.others_pct:.0f}% of a core ({names})"
+
+
+def wait_for_quiet(threshold, patience, ours):
+    """
+    Wait (at most C{patience} s) until the rest of the machine uses under
+    C{threshold}% of a core over 2 s: another bench or a test suite on the
+    two cores would be measured as our server's lateness.  Returns
+    (seconds waited, the last L{MachineLoad}).
+    """
+    started = time.monotonic()
+    deadline = started + patience
+    while True:
+        load = MachineLoad(ours)
+        time.sleep(2)
+        load.finish()
+        if load.others_pct < threshold or time.monotonic() >= deadline:
+            if load.others_pct >= threshold:
+                log(f"the machine is busy after {patience:.0f} s: {load.describe()}; measuring anyway")
+            return time.monotonic() - started - 2, load
+        log(f"waiting for a quiet machine: {load.describe()}")
 
 
 class MediaSink:
     """
-    UDP sockets on the media ports SIPp advertises and never binds, so that
-    our RTP and RTCP to them are taken by a socket, as by a phone, rather
-    than answered with an ICMP port unreachable, which the kernel builds in
-    the server's own sendto.  Nothing reads them: a small buffer fills and
+    UDP sockets on the RTCP ports next to SIPp's echo port, which SIPp does
+    not bind, so that the server's RTCP reports are taken by a socket, as by
+    a phone, rather than answered with an ICMP port unreachable (built in
+    the server's own sendto).  Nothing reads them: a small buffer fills and
     the kernel then drops quietly.
     """
 
-    def __init__(self, calls):
+    def __init__(self):
         self.sockets = []
-        for k in range(calls):
-            for port in (SIPP_MEDIA_PORT + 4 * k, SIPP_MEDIA_PORT + 4 * k + 1):
-                if port < SIPP_MEDIA_PORT + 4:
-                    continue  # SIPp's own -mp sockets.
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                sock.bind(("127.0.0.1", port))
-                self.sockets.append(sock)
+        for port in (SIPP_MEDIA_PORT + 1, SIPP_MEDIA_PORT + 3):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.bind(("127.0.0.1", port))
+            self.sockets.append(sock)
 
     def close(self):
         for sock in self.sockets:
@@ -453,6 +497,7 @@ def direction_stats(streams, check_timestamps):
         "packets": packets,
         "lost": missing,
         "loss_pct": 100 * missing / expected if expected else float("nan"),
+        "mean": sum(intervals) / len(intervals) if intervals else float("nan"),
         "p1": percentile(intervals, 0.01),
         "p50": percentile(intervals, 0.50),
         "p99": percentile(intervals, 0.99),
@@ -462,16 +507,50 @@ def direction_stats(streams, check_timestamps):
     }
 
 
-def analyse_capture(path, calls):
+def echo_stats(sent, echoed):
+    """
+    Delay (ms) from each of our packets to its echo (same SSRC and
+    sequence) and how many of ours never came back within the window (the
+    last 100 ms of the window are left out: their echo may fall after it).
+    """
+    back = {}
+    for stream, ssrc in echoed:
+        for when, sequence in zip(stream.times, stream.sequences):
+            back[(ssrc, sequence)] = when
+    delays, unanswered, end = [], 0, max((s.times[-1] for s, _ in sent if s.times), default=0) - 0.1
+    for stream, ssrc in sent:
+        for when, sequence in zip(stream.times, stream.sequences):
+            if when > end:
+                continue
+            returned = back.get((ssrc, sequence))
+            if returned is None or returned < when:
+                unanswered += 1
+            else:
+                delays.append((returned - when) * 1000)
+    delays.sort()
+    return {
+        "matched": len(delays),
+        "unanswered": unanswered,
+        "p50": percentile(delays, 0.50),
+        "p99": percentile(delays, 0.99),
+        "max": delays[-1] if delays else float("nan"),
+    }
+
+
+def analyse_capture(path):
+    """Our streams (server to SIPp's echo port), SIPp's echoes, and the echo delay."""
     low, high = RTP_PORTS
-    first, last = SIPP_MEDIA_PORT, SIPP_MEDIA_PORT + 4 * calls
-    ours, theirs = [], []
-    for (source, destination, _), stream in read_capture(path).items():
-        if low <= source <= high and source % 2 == 0 and first <= destination <= last:
-            ours.append(stream)
-        elif low <= destination <= high and destination % 2 == 0 and first <= source <= last:
-            theirs.append(stream)
-    return direction_stats(ours, check_timestamps=True), direction_stats(theirs, check_timestamps=False)
+    ours, echoes = [], []
+    for (source, destination, ssrc), stream in read_capture(path).items():
+        if low <= source <= high and source % 2 == 0 and destination == SIPP_MEDIA_PORT:
+            ours.append((stream, ssrc))
+        elif low <= destination <= high and destination % 2 == 0 and source == SIPP_MEDIA_PORT:
+            echoes.append((stream, ssrc))
+    return (
+        direction_stats([s for s, _ in ours], check_timestamps=True),
+        direction_stats([s for s, _ in echoes], check_timestamps=False),
+        echo_stats(ours, echoes),
+    )
 
 
 def socket_drops(ports):
@@ -547,23 +626,23 @@ def top_functions(raw_path, limit=12):
 
 def run_size(calls, args, children, scratch):
     ramp = calls / args.rate
-    hold = math.ceil(ramp * 1.3 + 5 + SETTLE_SECONDS + args.window + args.profile_for(calls) + 5)
+    budget = ramp * 1.3 + 5 + SETTLE_SECONDS + args.window_wait + args.window + args.profile_for(calls) + DTMF_SECONDS
+    hold = math.ceil(budget + 5)
     directory = os.path.join(scratch, f"n{calls}")
     os.mkdir(directory)
-    pcap = os.path.join(directory, "caller.pcap")
-    write_caller_pcap(pcap, hold - 1)
-    scenario = os.path.join(directory, "echo_calls.xml")
+    scenario = os.path.join(directory, "tone_calls.xml")
     with open(scenario, "w") as f:
-        f.write(SCENARIO.replace("{pcap}", pcap).replace("{hold_ms}", str(hold * 1000)))
+        f.write(SCENARIO.replace("{hold_ms}", str(hold * 1000)))
 
     result = {"calls": calls, "hold": hold}
-    with MediaSink(calls), bench_server(
-        directory, routes={ECHO_NUMBER: "echo"}, rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1]
+    with MediaSink(), bench_server(
+        directory, routes={TONE_NUMBER: "tone", DTMF_NUMBER: "dtmf"},
+        rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1],
     ) as server:
         pid = server.pid
         if args.pin:
             os.sched_setaffinity(pid, {0})
-        result["others_before_pct"] = wait_for_quiet(args.quiet, args.quiet_wait, {pid, os.getpid()})
+        result["waited_before"], _ = wait_for_quiet(args.quiet, args.quiet_wait, {pid, os.getpid()})
         # Idle: the engine's clock runs with no session.
         time.sleep(1)
         rss_idle, cpu_before, started = rss_kb(pid), cpu_ns(pid), time.monotonic()
@@ -574,9 +653,9 @@ def run_size(calls, args, children, scratch):
         stat_file = os.path.join(directory, "sipp_stats.csv")
         sipp = children.start(
             [
-                *load_cpus(args), "sipp", f"127.0.0.1:{server.udp}", "-sf", scenario, "-s", ECHO_NUMBER,
+                *load_cpus(args), "sipp", f"127.0.0.1:{server.udp}", "-sf", scenario, "-s", TONE_NUMBER,
                 "-m", str(calls), "-l", str(calls), "-r", str(args.rate),
-                "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(SIPP_MEDIA_PORT), "-bind_local",
+                "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(SIPP_MEDIA_PORT), "-rtp_echo", "-bind_local",
                 "-ci", "127.0.0.1", "-nostdin", "-p", str(free_port()), "-buff_size", "4194304",
                 "-timeout", str(hold + ramp + 120), "-trace_stat", "-stf", stat_file, "-fd", "1",
                 "-trace_err",
@@ -595,6 +674,9 @@ def run_size(calls, args, children, scratch):
         if not reached:
             log(f"{calls} calls: not all up after {ramp * 1.3 + 5:.0f} s; measuring what there is")
         time.sleep(SETTLE_SECONDS)
+        ours = {pid, sipp.pid, os.getpid()}
+        if args.window_wait:
+            result["waited_window"], _ = wait_for_quiet(args.quiet, args.window_wait, ours)
 
         # The window.
         capture = os.path.join(directory, "rtp.pcap")
@@ -602,18 +684,19 @@ def run_size(calls, args, children, scratch):
         tcpdump = children.start(
             [
                 *load_cpus(args), "tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "65536", "-w", capture,
-                "udp and portrange {}-{} and portrange {}-{}".format(
-                    *RTP_PORTS, SIPP_MEDIA_PORT, SIPP_MEDIA_PORT + 4 * calls + 1
-                ),
+                "udp and portrange {}-{} and port {}".format(*RTP_PORTS, SIPP_MEDIA_PORT),
             ],
             capture_log,
         )
         wait_until(lambda: os.path.exists(capture) or tcpdump.poll() is not None, 5, interval=0.05)
         time.sleep(0.3)  # tcpdump opens the file before its filter is attached.
+        ours.add(tcpdump.pid)
         held_before = live_calls(server) or 0
-        drops_before, ticks_before = socket_drops(RTP_PORTS), cpu_ticks(pid)
+        media_before, media_started = media_stats(server), time.monotonic()
+        drops_before, echo_drops_before = socket_drops(RTP_PORTS), socket_drops((SIPP_MEDIA_PORT,) * 2)
+        ticks_before = cpu_ticks(pid)
         cpu_before, sipp_before, dump_before = cpu_ns(pid), cpu_ns(sipp.pid), cpu_ns(tcpdump.pid)
-        machine_before = machine_busy()
+        machine = MachineLoad(ours)
         started = time.monotonic()
         time.sleep(args.window)
         elapsed = time.monotonic() - started
@@ -621,29 +704,34 @@ def run_size(calls, args, children, scratch):
         sipp_cpu = (cpu_ns(sipp.pid) - sipp_before) / 1e9
         dump_cpu = (cpu_ns(tcpdump.pid) - dump_before) / 1e9
         ticks_after = cpu_ticks(pid)
-        busy, total = (after - before for after, before in zip(machine_busy(), machine_before))
+        machine.finish()
         drops = socket_drops(RTP_PORTS) - drops_before
+        echo_drops = socket_drops((SIPP_MEDIA_PORT,) * 2) - echo_drops_before
+        media_after, media_seconds = media_stats(server), time.monotonic() - media_started
         rss, threads, sipp_threads = rss_kb(pid), thread_count(pid), thread_count(sipp.pid)
         raw_sockets = raw_udp_sockets()
         held_after = live_calls(server) or 0
         children.stop(tcpdump, signal.SIGINT)
+        log(f"{calls} calls: window done; {machine.describe()}")
 
         user, system = (after - before for after, before in zip(ticks_after, ticks_before))
+        media = {key: media_after.get(key, 0) - media_before.get(key, 0)
+                 for key in ("ticks", "late_ticks", "skipped_ticks", "packets_sent", "packets_received")}
         result.update(
             held=min(held_before, held_after),
             cpu_pct=100 * cpu / elapsed,
             kernel_share=system / (user + system) if user + system else float("nan"),
             sipp_cpu_pct=100 * sipp_cpu / elapsed,
             tcpdump_cpu_pct=100 * dump_cpu / elapsed,
-            # The rest of the machine's busy time: other processes (tests, a
-            # soak bench) competing for the two cores.  /proc/stat
-            # under-counts short bursts, so this is a lower bound.
-            others_cpu_pct=max(0.0, 200 * busy / total - 100 * (cpu + sipp_cpu + dump_cpu) / elapsed)
-            if total else float("nan"),
+            machine=machine,
+            media=media,
+            media_seconds=media_seconds,
+            media_sessions=media_after.get("sessions"),
             rss_mb=rss / 1024,
             per_call_us=1e6 * cpu / elapsed / max(1, held_before),
             per_call_kb=(rss - rss_idle) / max(1, held_before),
             socket_drops=drops,
+            echo_drops=echo_drops,
             threads=threads,
             sipp_threads=sipp_threads,
             raw_sockets=raw_sockets,
@@ -663,6 +751,25 @@ def run_size(calls, args, children, scratch):
             if args.keep_profile:
                 shutil.copy(raw, args.keep_profile.replace("{n}", str(calls)))
 
+        if args.dtmf_calls:
+            log(f"{calls} calls: {args.dtmf_calls} DTMF-test calls on top")
+            dtmf = children.start(
+                [
+                    *load_cpus(args), "sipp", f"127.0.0.1:{server.udp}", "-sf", DTMF_SCENARIO, "-s", DTMF_NUMBER,
+                    "-m", str(args.dtmf_calls), "-l", str(args.dtmf_calls), "-r", "5",
+                    "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(DTMF_MEDIA_PORT), "-bind_local",
+                    "-ci", "127.0.0.1", "-cp", str(free_port()), "-nostdin", "-p", str(free_port()),
+                    "-timeout", str(DTMF_SECONDS - 2), "-timeout_error",
+                ],
+                os.path.join(directory, "sipp_dtmf.log"),
+                cwd=directory,
+            )
+            try:
+                dtmf.wait(DTMF_SECONDS)
+            except subprocess.TimeoutExpired:
+                log(f"{calls} calls: the DTMF calls did not finish")
+            result["dtmf_status"] = children.stop(dtmf)
+
         log(f"{calls} calls: waiting for SIPp to hang up")
         try:
             sipp.wait(hold + ramp + 60)
@@ -673,8 +780,20 @@ def run_size(calls, args, children, scratch):
         result["successful"] = int(final.get("SuccessfulCall(C)", 0) or 0)
         result["failed"] = int(final.get("FailedCall(C)", 0) or 0)
 
+    output = server.process.output
+    with open(os.path.join(directory, "server.log"), "w") as f:
+        f.write(output)
+    if args.keep_logs:
+        os.makedirs(args.keep_logs, exist_ok=True)
+        for name in ("server.log", "sipp.log", "sipp_dtmf.log"):
+            if os.path.exists(os.path.join(directory, name)):
+                shutil.copy(os.path.join(directory, name), os.path.join(args.keep_logs, f"n{calls}_{name}"))
+    result["dtmf_ok"] = output.count("DTMF test: caller pressed 123")
+    result["send_error_sessions"] = output.count("RTP send from port")
+    result["clock_warnings"] = output.count("ticks behind: skipping ticks")
+
     log(f"{calls} calls: reading the capture")
-    result["server"], result["sipp"] = analyse_capture(capture, calls)
+    result["server"], result["echo"], result["delay"] = analyse_capture(capture)
     os.remove(capture)
     return result
 
@@ -684,27 +803,6 @@ def load_cpus(args):
     return ["taskset", "-c", "1"] if args.pin else []
 
 
-def wait_for_quiet(threshold, patience, ours):
-    """
-    Wait (at most C{patience} s) until the rest of the machine uses under
-    C{threshold}% of a core over 2 s: another bench or a test suite on the
-    two cores would be measured as our server's lateness.  Returns the last
-    reading.
-    """
-    deadline = time.monotonic() + patience
-    while True:
-        before, mine_before, started = machine_busy(), sum(cpu_ns(p) for p in ours), time.monotonic()
-        time.sleep(2)
-        busy, total = (a - b for a, b in zip(machine_busy(), before))
-        mine = (sum(cpu_ns(p) for p in ours) - mine_before) / 1e9 / (time.monotonic() - started)
-        others = max(0.0, 200 * busy / total - 100 * mine) if total else 0.0
-        if others < threshold or time.monotonic() >= deadline:
-            if others >= threshold:
-                log(f"the machine is busy: {others:.0f}% of a core used by other processes; measuring anyway")
-            return others
-        log(f"waiting for a quiet machine: {others:.0f}% of a core used by other processes")
-
-
 def meets_target(r):
     server = r["server"]
     return (
@@ -712,44 +810,57 @@ def meets_target(r):
         and r["failed"] == 0
         and server["lost"] == 0
         and r["socket_drops"] == 0
+        and r["media"]["skipped_ticks"] == 0
         and 15 <= server["p99"] <= 25
     )
 
 
 def print_table(results):
     header = (
-        "| calls | held | failed | server CPU (kernel) | RSS MB | per call µs/s | per call KB "
-        "| ours p1/p50/p99/max ms | ours >25 ms | ours loss | in drops | SIPp p99/max ms | SIPp CPU | target |"
+        "| calls | held / failed | load avg, others' CPU in window | server CPU (kernel) | per call µs/s "
+        "| RSS MB | ticks late / skipped | engine sent / received pkt/s | ours mean interval ms "
+        "| ours p1/p50/p99/max ms | ours >25 ms | ours loss | in drops | echo delay p50/p99 ms, not returned "
+        "| SIPp CPU | DTMF 123# | target |"
     )
     print(header)
     print("|" + "|".join("---:" for _ in range(header.count("|") - 1)) + "|")
     for r in results:
-        s, p = r["server"], r["sipp"]
+        s, d, m, t = r["server"], r["delay"], r["media"], r["media_seconds"]
+        dtmf = f"{r['dtmf_ok']}/{r.get('dtmf_calls', 0)}" if r.get("dtmf_calls") else "–"
         print(
-            f"| {r['calls']} | {r['held']} | {r['failed']} | {r['cpu_pct']:.0f}% ({100 * r['kernel_share']:.0f}%) "
-            f"| {r['rss_mb']:.0f} | {r['per_call_us']:.0f} | {r['per_call_kb']:.0f} "
+            f"| {r['calls']} | {r['held']} / {r['failed']} "
+            f"| {r['machine'].loadavg:.2f}, {r['machine'].others_pct:.0f}% "
+            f"| {r['cpu_pct']:.0f}% ({100 * r['kernel_share']:.0f}%) | {r['per_call_us']:.0f} | {r['rss_mb']:.0f} "
+            f"| {m['late_ticks']} / {m['skipped_ticks']} of {m['ticks']} "
+            f"| {m['packets_sent'] / t:,.0f} / {m['packets_received'] / t:,.0f} | {s['mean']:.2f} "
             f"| {s['p1']:.1f} / {s['p50']:.1f} / {s['p99']:.1f} / {s['max']:.0f} | {s['over_25']:.2f}% "
-            f"| {s['loss_pct']:.3f}% | {r['socket_drops']} | {p['p99']:.1f} / {p['max']:.0f} "
-            f"| {r['sipp_cpu_pct']:.0f}% | {'met' if meets_target(r) else 'not met'} |"
+            f"| {s['loss_pct']:.3f}% | {r['socket_drops']} "
+            f"| {d['p50']:.2f} / {d['p99']:.1f}, {d['unanswered']} "
+            f"| {r['sipp_cpu_pct']:.0f}% | {dtmf} | {'met' if meets_target(r) else 'not met'} |"
         )
 
 
 def print_details(results):
     for r in results:
-        s, p = r["server"], r["sipp"]
+        s, e = r["server"], r["echo"]
         print(
             f"\n{r['calls']} calls (held {r['hold']} s): idle server {r['idle_cpu_pct']:.1f}% CPU, "
             f"RSS {r['rss_idle_mb']:.0f} MB idle; {r['threads']} server threads; SIPp {r['sipp_threads']} threads, "
-            f"{r.get('raw_sockets', '?')} raw UDP sockets; "
+            f"{r['raw_sockets']} raw UDP sockets in the window; "
             f"SIPp successful {r['successful']}, failed {r['failed']}, exit {r['sipp_status']}; "
-            f"other processes >= {r['others_cpu_pct']:.0f}% CPU ({r['others_before_pct']:.0f}% before); "
+            f"DTMF calls exit {r.get('dtmf_status')}, {r['dtmf_ok']} logged 123; "
+            f"waited {r['waited_before']:.0f} s before the calls and {r.get('waited_window', 0):.0f} s before "
+            f"the window for a quiet machine; during it: {r['machine'].describe()}; "
             f"tcpdump {r['tcpdump_cpu_pct']:.0f}% CPU, captured {r['capture']['captured']}, "
-            f"kernel dropped {r['capture']['dropped']}"
+            f"kernel dropped {r['capture']['dropped']}; engine sessions {r['media_sessions']}; "
+            f"sessions that logged a send error: {r['send_error_sessions']}; "
+            f"'skipping ticks' warnings: {r['clock_warnings']}; drops on SIPp's echo socket {r['echo_drops']}"
         )
         print(
             f"  ours: {s['streams']} streams, {s['packets']} packets, {s['lost']} lost; "
-            f"SIPp's: {p['streams']} streams, {p['packets']} packets, {p['lost']} lost, "
-            f"p1/p50/p99/max {p['p1']:.1f} / {p['p50']:.1f} / {p['p99']:.1f} / {p['max']:.0f} ms"
+            f"echoes: {e['streams']} streams, {e['packets']} packets, {e['lost']} lost, "
+            f"mean {e['mean']:.2f} ms (ours {s['mean']:.2f}), p1/p50/p99/max {e['p1']:.1f} / {e['p50']:.1f} / {e['p99']:.1f} / {e['max']:.0f} ms; "
+            f"echo delay max {r['delay']['max']:.1f} ms over {r['delay']['matched']} packets"
         )
         if "profile" in r:
             total, own, inclusive = r["profile"]
@@ -762,7 +873,7 @@ def print_details(results):
                 print(f"    {100 * count / total:5.1f}%  {frame}")
     held = [r["calls"] for r in results if meets_target(r)]
     print(
-        f"\ntarget (>= 500 calls, no loss, p99 15-25 ms): "
+        f"\ntarget (>= 500 calls, no loss, no skipped tick, p99 15-25 ms): "
         f"{'met' if any(n >= 500 for n in held) else 'not met'}; "
         f"sizes meeting it: {', '.join(map(str, held)) or 'none'}"
     )
@@ -776,12 +887,18 @@ def main():
     parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy after the window")
     parser.add_argument("--profile-at", type=int, nargs="*", default=None,
                         help="sizes to profile (default: all, when --profile is given)")
+    parser.add_argument("--dtmf-calls", type=int, default=10,
+                        help="DTMF-test calls made on top of the load after the window (0: none)")
     parser.add_argument("--pin", action="store_true",
                         help="server on CPU 0; SIPp and tcpdump on CPU 1")
     parser.add_argument("--quiet", type=float, default=15,
-                        help="before each size, wait until other processes use under this %% of a core")
-    parser.add_argument("--quiet-wait", type=float, default=120, help="... for at most this many seconds")
+                        help="wait until other processes use under this %% of a core ...")
+    parser.add_argument("--quiet-wait", type=float, default=180,
+                        help="... for at most this many seconds before starting each size's calls")
+    parser.add_argument("--window-wait", type=float, default=30,
+                        help="... and at most this many seconds again just before the window (calls held)")
     parser.add_argument("--keep-profile", help="copy py-spy's raw output here ({n}: the size)")
+    parser.add_argument("--keep-logs", help="copy the server's and SIPp's logs to this directory")
     args = parser.parse_args()
     args.profile_for = lambda n: args.profile if args.profile and (args.profile_at is None or n in args.profile_at) else 0
     if max(args.calls) > MAX_CALLS:
@@ -790,7 +907,7 @@ def main():
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found (apt-get install sip-tester tcpdump)")
     if os.geteuid() != 0:
-        raise SystemExit("needs root: SIPp's play_pcap_audio sends from a raw socket, tcpdump captures")
+        raise SystemExit("needs root: tcpdump captures, SIPp's play_pcap_audio (DTMF calls) uses a raw socket")
 
     interrupt_on_sigterm()
     children = Children()
@@ -798,7 +915,9 @@ def main():
     results = []
     try:
         for calls in args.calls:
-            results.append(run_size(calls, args, children, scratch))
+            result = run_size(calls, args, children, scratch)
+            result["dtmf_calls"] = args.dtmf_calls
+            results.append(result)
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         raise SystemExit(130)
