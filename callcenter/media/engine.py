@@ -101,6 +101,8 @@ class MediaEngine:
         # Totals of closed sessions, so that the engine's counts survive them.
         self._closed_sent = 0
         self._closed_received = 0
+        self._closed_send_errors = 0
+        self._closed_dropped = 0
         self._next_port = first
         self._started_at = None
         # The index of the tick that runs next; its time is start + n * tick.
@@ -130,6 +132,10 @@ class MediaEngine:
             "sessions": len(self.sessions),
             "packets_sent": self._closed_sent + sum(s.packets_sent for s in sessions),
             "packets_received": self._closed_received + sum(s.packets_received for s in sessions),
+            # Sends the kernel refused (full buffers, ICMP errors) and
+            # packets we threw away (malformed, unlatched, not negotiated).
+            "send_errors": self._closed_send_errors + sum(s.send_errors for s in sessions),
+            "packets_dropped": self._closed_dropped + sum(s.packets_dropped for s in sessions),
         }
 
     def add_tick_hook(self, hook):
@@ -286,3 +292,5 @@ class MediaEngine:
             del self.sessions[session.local_port]
             self._closed_sent += session.packets_sent
             self._closed_received += session.packets_received
+            self._closed_send_errors += session.send_errors
+            self._closed_dropped += session.packets_dropped

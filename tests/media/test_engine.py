@@ -86,6 +86,12 @@ def test_one_packet_per_tick_per_playing_session():
     assert udp.bound[idle.local_port].sent == []
     assert engine.stats["packets_sent"] == 78
     assert engine.late_ticks == 0
+    # Closed sessions' counts stay in the engine's totals.
+    garbage = playing[0][0]
+    garbage.rtp_received(b"\x00" * 5, ("192.0.2.9", 4000))
+    garbage.close()
+    assert engine.stats["packets_sent"] == 78
+    assert (engine.stats["packets_dropped"], engine.stats["send_errors"]) == (1, 0)
 
 
 def test_ticks_stay_on_the_grid_when_the_clock_runs_irregularly():
