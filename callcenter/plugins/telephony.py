@@ -184,6 +184,9 @@ class TelephonyConfig:
         "Carrier trunks we register with and dial out through (authenticated extensions only).",
         shown="[]",
     )
+    ring_timeout: int = setting(
+        Integer(5, 600), 60, "Seconds an extension or an outside number may ring before the caller hears 480."
+    )
     t1: float = setting(
         Number(0.05, 5),
         0.5,

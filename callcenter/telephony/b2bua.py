@@ -37,7 +37,12 @@ class Connector:
     that is gone (a TCP phone that disconnected).
     """
 
-    def __init__(self, calls, media, location, destination_of, domain):
+    def __init__(self, calls, media, location, destination_of, domain, ring_timeout=60):
+        """
+        @param ring_timeout: seconds the outgoing legs may ring before the
+            caller is told nobody answers (480).
+        """
+        self._ring_timeout = ring_timeout
         self._calls = calls
         self._media = media
         self._location = location
@@ -137,11 +142,21 @@ class Connector:
             return reason
 
         channel.ended.addCallback(caller_gone)
+
+        def no_answer():
+            channel.log.info("no answer within {seconds} s", seconds=self._ring_timeout)
+            for leg in legs:
+                leg.hangup("no answer")
+
+        ring_timer = self._calls.clock.callLater(self._ring_timeout, no_answer)
         try:
             winner = yield _first_answered(legs)
         except _AllFailed as failed:
             channel.hangup(refusal_for(failed.failures))
             return
+        finally:
+            if ring_timer.active():
+                ring_timer.cancel()
         for leg in legs:
             if leg is not winner:
                 leg.hangup("answered elsewhere")

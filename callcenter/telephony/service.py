@@ -98,6 +98,7 @@ class TelephonyService(MultiService):
             self.location,
             lambda binding: destination_of(binding.source, udp, {"tcp": streams, "tls": secure}),
             config.media_address,
+            ring_timeout=config.ring_timeout,
         )
         self.trunks = [
             Trunk(

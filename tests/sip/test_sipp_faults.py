@@ -425,3 +425,23 @@ def test_a_datagram_as_large_as_udp_allows_is_handled_whole(tmp_path, server):
     server.process.wait_for(r"malformed SIP from udp:127\.0\.0\.1:\d+: Bad Request - Malformed header line")
     health = telephony(server)
     assert (health["state"], health["calls"]) == ("ok", 0)
+
+
+def test_a_phone_that_rings_unanswered_past_the_ring_timeout_gives_the_caller_480(tmp_path, start_server):
+    """
+    Nobody picks up: after [telephony] ring_timeout the server CANCELs its
+    INVITE to the ringing phone (which answers 200 and 487, as the phone's
+    scenario requires) and refuses the caller's INVITE with 480.
+    """
+    server = start_server(ring_timeout=5)
+    phone_port = register_callee(tmp_path, server)
+    callee = SIPp(tmp_path, "callee", server.udp, "callee_rings.xml", local_port=phone_port)
+    caller = SIPp(
+        tmp_path, "caller", server.udp, "invite_authenticated.xml",
+        "-s", "1001", "-au", "1002", "-ap", "demo1002", "-auth_uri", f"1001@127.0.0.1:{server.udp}",
+        final=480,
+    )
+    assert caller.wait() == 0, caller.errors()
+    assert callee.wait() == 0, callee.errors()
+    server.process.wait_for(r"no answer within 5 s")
+    assert telephony(server)["calls"] == 0
