@@ -180,3 +180,17 @@ def test_baresip_registers_and_calls_over_tls(tmp_path, start_server, softphone,
     assert established["type"] == "CALL_ESTABLISHED", phone.events
     phone.hangup()
     server.process.wait_for(r"call ended: caller hung up")
+
+
+def test_baresip_keys_digits_into_the_dtmf_test_and_is_hung_up(server, softphone):
+    """
+    The IVR-style test flow (9198) from a real phone: baresip sends RFC 4733
+    events for 1 2 3 #; the server collects them, logs them and hangs up.
+    """
+    phone = softphone()
+    phone.command("uanew", "<sip:2001@127.0.0.1>;regint=0;audio_codecs=PCMU")
+    phone.dial(f"sip:9198@127.0.0.1:{server.udp}")
+    assert phone.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")["type"] == "CALL_ESTABLISHED", phone.events
+    phone.send_dtmf("123#")
+    server.process.wait_for(r"DTMF test: caller pressed 123")
+    assert phone.wait_for_event("CALL_CLOSED")["param"] == "Connection reset by peer"
