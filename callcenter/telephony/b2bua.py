@@ -71,7 +71,7 @@ class Connector:
                     channel, binding.contact, destination, progress, to=f"sip:{aor}@{self._domain}"
                 )
 
-            return self.connect(channel, [(binding, destination) for binding, destination in contacts], leg)
+            return self.connect(channel, contacts, leg)
 
         return ring
 
@@ -212,10 +212,17 @@ class Connector:
         refused to the transferor, who keeps the call.
         """
         application = yield self.router.transfer_target(number)
-        if application is None or transferee.state == "ended":
-            progress.report(403 if application is None else 487, "Forbidden" if application is None else "Request Terminated")
-            if transferee.state != "ended" and transferor.state != "ended":
-                yield self._talk(transferor, transferee)
+        if transferee.state == "ended":
+            progress.report(487, "Request Terminated")
+            if transferor.state != "ended":
+                transferor.hangup("other side hung up")
+            return
+        if application is None:
+            progress.report(403, "Forbidden")
+            if transferor.state != "ended":
+                yield self._talk(transferor, transferee)  # The transferor keeps the call.
+            else:
+                transferee.hangup("transfer refused")
             return
         transferee.log.info("transferred to {number}", number=number)
         # The transferor learns the outcome as far as we know it now: the
