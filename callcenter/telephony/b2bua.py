@@ -218,6 +218,7 @@ class Connector:
                 transferor.hangup("other side hung up")
             return
         if application is None:
+            transferor.log.info("transfer to {number} refused: not a public number or an extension", number=number)
             progress.report(403, "Forbidden")
             if transferor.state != "ended":
                 yield self._talk(transferor, transferee)  # The transferor keeps the call.

@@ -118,3 +118,30 @@ def test_three_callers_in_a_conference_room_hear_each_other_not_themselves(tmp_p
         for other, frequency in tones.items():
             if other != name:
                 assert power_at(received, frequency) > 20 * own, (name, other)
+
+
+def test_a_transfer_to_an_outside_number_is_refused(tmp_path, server, softphone):  # noqa: F811
+    """
+    A transfer must not cost a toll: REFER to a number that would go out
+    through a trunk is accepted (202) and then refused in the NOTIFY (403),
+    and nothing is dialled.  (baresip 1.0 reports "transfer failed: 403
+    Forbidden" and then hangs up anyway; the server ends the caller's leg
+    with it.)
+    """
+    caller = softphone("caller", wav=write_wav(tmp_path / "caller.wav", sine(440, 6.0)))
+    callee = softphone("callee", wav=write_wav(tmp_path / "callee.wav", sine(700, 20.0)))
+    caller.register("1002", "demo1002", server.udp)
+    callee.register("1001", "demo1001", server.udp, answermode="auto")
+    assert registration(caller)["type"] == "REGISTER_OK", caller.events
+    assert registration(callee)["type"] == "REGISTER_OK", callee.events
+    caller.dial(f"sip:1001@127.0.0.1:{server.udp}")
+    assert caller.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")["type"] == "CALL_ESTABLISHED", caller.events
+    assert callee.wait_for_event("CALL_RTPESTAB", "CALL_CLOSED")["type"] == "CALL_RTPESTAB", callee.events
+
+    callee.command("transfer", f"sip:013800138000@127.0.0.1:{server.udp}")
+    server.process.wait_for(r"transfer to 013800138000 refused")
+    server.process.wait_for(r"OutboundCall.*call ended: callee hung up")
+    assert caller.wait_for_event("CALL_CLOSED")["param"] == "Connection reset by peer"
+    assert callee.stop() == 0 and caller.stop() == 0
+    assert "transfer failed: 403 Forbidden" in callee.output
+    assert "calling sip:13800138000" not in server.process.output
