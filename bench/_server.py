@@ -2,8 +2,7 @@
 The server as the benches run it: a child ``twistd callcenter`` on
 ephemeral ports with a throwaway SQLite store, the load generator's source
 trusted (else the per-source flood guard throttles it, as it should a
-scanner), logging at info as in production.  For soak_calls.py (call_setup.py,
-older, still starts its own the same way).
+scanner), logging at info as in production.
 """
 
 import contextlib

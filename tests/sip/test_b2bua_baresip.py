@@ -64,12 +64,10 @@ def test_an_extension_with_no_phone_registered_is_unavailable(tmp_path, server, 
     assert (closed["type"], closed["param"]) == ("CALL_CLOSED", "480 Temporarily Unavailable"), caller.events
 
 
-def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, softphone):  # noqa: F811
+def talking(tmp_path, server, softphone):  # noqa: F811
     """
-    Blind transfer (REFER, RFC 3515) from a real phone: the callee sends
-    REFER to 9197; the server answers 202, connects the caller to the tone
-    service, tells the callee (NOTIFY with a sipfrag 200) and hangs it up.
-    The caller, still in its call, hears 1 kHz and nothing of the callee.
+    1002 (sending 8 s of 440 Hz) calls 1001 (auto-answer, 20 s of 700 Hz),
+    until each hears the other's RTP; returns (caller, callee).
     """
     caller = softphone("caller", wav=write_wav(tmp_path / "caller.wav", sine(440, 8.0)))
     callee = softphone("callee", wav=write_wav(tmp_path / "callee.wav", sine(700, 20.0)))
@@ -80,9 +78,18 @@ def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, so
     caller.dial(f"sip:1001@127.0.0.1:{server.udp}")
     assert caller.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")["type"] == "CALL_ESTABLISHED", caller.events
     assert callee.wait_for_event("CALL_RTPESTAB", "CALL_CLOSED")["type"] == "CALL_RTPESTAB", callee.events
-    # Let the caller hear the callee for a moment: the callee's RTP reaching
-    # the caller is the event that says they talk.
     assert caller.wait_for_event("CALL_RTPESTAB", "CALL_CLOSED")["type"] == "CALL_RTPESTAB", caller.events
+    return caller, callee
+
+
+def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, softphone):  # noqa: F811
+    """
+    Blind transfer (REFER, RFC 3515) from a real phone: the callee sends
+    REFER to 9197; the server answers 202, connects the caller to the tone
+    service, tells the callee (NOTIFY with a sipfrag 200) and hangs it up.
+    The caller, still in its call, hears 1 kHz and nothing of the callee.
+    """
+    caller, callee = talking(tmp_path, server, softphone)
 
     callee.command("transfer", f"sip:9197@127.0.0.1:{server.udp}")
     server.process.wait_for(r"transferred to 9197")
@@ -128,15 +135,7 @@ def test_a_transfer_to_an_outside_number_is_refused(tmp_path, server, softphone)
     Forbidden" and then hangs up anyway; the server ends the caller's leg
     with it.)
     """
-    caller = softphone("caller", wav=write_wav(tmp_path / "caller.wav", sine(440, 6.0)))
-    callee = softphone("callee", wav=write_wav(tmp_path / "callee.wav", sine(700, 20.0)))
-    caller.register("1002", "demo1002", server.udp)
-    callee.register("1001", "demo1001", server.udp, answermode="auto")
-    assert registration(caller)["type"] == "REGISTER_OK", caller.events
-    assert registration(callee)["type"] == "REGISTER_OK", callee.events
-    caller.dial(f"sip:1001@127.0.0.1:{server.udp}")
-    assert caller.wait_for_event("CALL_ESTABLISHED", "CALL_CLOSED")["type"] == "CALL_ESTABLISHED", caller.events
-    assert callee.wait_for_event("CALL_RTPESTAB", "CALL_CLOSED")["type"] == "CALL_RTPESTAB", callee.events
+    caller, callee = talking(tmp_path, server, softphone)
 
     callee.command("transfer", f"sip:013800138000@127.0.0.1:{server.udp}")
     server.process.wait_for(r"transfer to 013800138000 refused")
