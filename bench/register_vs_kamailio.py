@@ -1,15 +1,57 @@
 """
-REGISTER with digest authentication, side by side: Kamailio 5.6 as the
-reference registrar, then our server (``twistd -n callcenter``), both driven
-by the same SIPp scenario (bench/kamailio/register_digest.xml:
-REGISTER -> 401 -> REGISTER with Authorization -> 200) with the same
-injection file of distinct users and random passwords, on 127.0.0.1.
+REGISTER with digest authentication, side by side in one run: two Kamailio
+5.6 configurations as the reference, then our server (``twistd -n
+callcenter``), all three driven by the same SIPp scenario
+(bench/kamailio/register_digest.xml: REGISTER -> 401 -> REGISTER with
+Authorization -> 200) with the same injection file of distinct users and
+random passwords, on 127.0.0.1.
 
     .venv/bin/python bench/register_vs_kamailio.py [--users 10000] [--seconds 6]
-        [--profile DIR [--profile-gil]] [--only ours|kamailio] [--keep]
+        [--only NAME [NAME ...]] [--profile DIR [--profile-gil]] [--keep]
 
-Needs the Debian packages ``kamailio`` and ``sip-tester`` (and py-spy in the
-venv for --profile: ``.venv/bin/pip install py-spy``).
+NAME is one of the three registrars, in the order they run:
+
+kamailio-memory
+    Kamailio as fast as it goes (bench/kamailio/registrar.cfg.in): HA1 per
+    user in an htable (loaded at start from a db_text table),
+    ``pv_www_authenticate``, bindings in memory only (usrloc db_mode 0:
+    lost on restart, never on disk).  Not the same guarantee as ours: the
+    upper bound.
+kamailio-durable
+    Kamailio with ours' guarantee (bench/kamailio/registrar-durable.cfg.in):
+    ``auth_db`` reads HA1 from the ``subscriber`` table (``calculate_ha1``
+    0), usrloc db_mode 1 (write-through: the binding is in the ``location``
+    table before the 200), both tables in one SQLite file (``db_sqlite``)
+    next to ours in the same temporary directory, created from Kamailio's
+    own schema files (/usr/share/kamailio/db_sqlite/).  SQLite: WAL (set
+    with db_sqlite's ``db_set_journal_mode``, as ours), the rest at the
+    library's defaults, which db_sqlite 5.6 leaves alone: synchronous FULL,
+    busy timeout 0, one autocommit transaction (one fsync) per statement.
+ours
+    SQLite in the same temporary directory (WAL, synchronous=FULL, group
+    commit: one fsync per ~10 ms batch, each binding durable before its
+    200), the accounts written straight into ``sip_accounts`` after
+    ``callcenter db upgrade``, info logging to a file, the per-source rate
+    limit raised so that one SIPp on 127.0.0.1 is not throttled.
+
+Both Kamailio run with ``-x tlsf``, kamailio-memory with ``-n 2`` UDP
+workers, kamailio-durable with one (--durable-workers): db_sqlite 5.6 sets
+no busy timeout, so when two worker processes write at once the second
+gets SQLITE_BUSY straight away, its save() fails and the REGISTER gets a
+500 (with two workers, a tenth to two fifths of the registrations failed
+at 200 to 400 a second, most of them in the closed loop).  One worker is how Kamailio 5.6 keeps this
+guarantee on SQLite without failing; ours writes from one thread too.
+
+Before the load, each registrar must answer the right password with 200
+and a wrong one with 403, and the two durable ones must have the binding
+in their table by the time the 200 arrives.  After the load the bench
+counts the bindings on disk (``location``, ``sip_bindings``) against the
+distinct user/contact pairs SIPp registered, and prints the SQLite
+settings each side used.
+
+Needs the Debian packages ``kamailio``, ``kamailio-sqlite-modules`` (for
+kamailio-durable) and ``sip-tester`` (and py-spy in the venv for
+--profile: ``.venv/bin/pip install py-spy``).
 
 For each registrar, with the same SIPp settings (only -r changes):
 
@@ -26,15 +68,8 @@ For each registrar, with the same SIPp settings (only -r changes):
 CPU is the registrar's own: every thread of every process of it, from
 /proc/PID/task/TID/schedstat (ns on CPU), before and after each run; CPU %
 is of one core (the machine has 2).  SIPp's CPU is shown too: SIPp is one
-thread, and near 100 % it is the limit, not the registrar.
-
-Kamailio: HA1 per user in an htable (loaded at start from a db_text
-table), ``pv_www_authenticate`` with nonce-count checks, bindings in memory
-(usrloc db_mode 0), ``-n 2`` UDP workers, ``-x tlsf``.  Ours: SQLite in a
-temporary directory (WAL, synchronous=FULL: bindings durable before the 200),
-the accounts written straight into ``sip_accounts`` after ``callcenter db
-upgrade``, info logging to a file, the per-source rate limit raised so that
-one SIPp on 127.0.0.1 is not throttled.
+thread, and near 100 % it is the limit, not the registrar.  The table ends
+with ours' figures divided by each Kamailio's.
 
 --profile DIR also runs py-spy (100 Hz, blocking: it pauses the process
 for each sample, so at 80 % of the sustained rate) on our server during one
@@ -55,6 +90,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -65,7 +101,15 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 SCENARIO = os.path.join(HERE, "kamailio", "register_digest.xml")
-KAMAILIO_CFG = os.path.join(HERE, "kamailio", "registrar.cfg.in")
+KAMAILIO_MEMORY_CFG = os.path.join(HERE, "kamailio", "registrar.cfg.in")
+KAMAILIO_DURABLE_CFG = os.path.join(HERE, "kamailio", "registrar-durable.cfg.in")
+# Kamailio's SQLite schema (Debian kamailio-sqlite-modules): the version
+# table, subscriber (auth_db), location and location_attrs (usrloc).
+KAMAILIO_SQLITE_SCHEMA = "/usr/share/kamailio/db_sqlite"
+KAMAILIO_SQLITE_SCHEMA_FILES = ("standard-create.sql", "auth_db-create.sql", "usrloc-create.sql")
+KAMAILIO_DOMAIN = "127.0.0.1"  # the host part of the To URIs SIPp sends
+KAMAILIO_WORKERS = 2  # kamailio-memory's; kamailio-durable's is --durable-workers
+REGISTRARS = ("kamailio-memory", "kamailio-durable", "ours")
 REALM = "callcenter"
 FIRST_USER = 100000
 
@@ -247,8 +291,11 @@ def wait_ready(port, proc, timeout=30.0):
     raise RuntimeError(f"no 401 on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
-def check_digest(port, user, password):
-    """The right password gets 200, a wrong one 403: the digest really is checked."""
+def check_digest(port, user, password, on_registered=None):
+    """
+    The right password gets 200, a wrong one 403: the digest really is
+    checked.  C{on_registered(user)} runs as soon as the 200 arrives.
+    """
     from callcenter.sip.digest import authorization_for, choose_challenge
 
     results = []
@@ -265,6 +312,8 @@ def check_digest(port, user, password):
             )
             status, _, _ = _register(sock, port, user, value, cseq=2, call_id=call_id)
             results.append(status)
+            if status == 200 and on_registered is not None:
+                on_registered(user)
     if results != [200, 403]:
         raise RuntimeError(f"digest check: right password got {results[0]}, wrong got {results[1]}")
 
@@ -277,6 +326,7 @@ class Sipp:
         self.workdir = workdir
         self.injection = injection
         self.runs = 0
+        self.history = []  # (registrar port, successful, failed) of every run
 
     def run(self, port, watch_pids, rate, calls, limit, timeout):
         """One SIPp run; returns its figures and the registrar's CPU over it."""
@@ -320,7 +370,7 @@ class Sipp:
         if proc.returncode not in (0, 1) or not stats:
             raise RuntimeError(f"sipp exited {proc.returncode}: {stderr[-500:]}")
         ok = int(stats["SuccessfulCall(C)"])
-        return {
+        result = {
             "rate": rate,
             "ok": ok,
             "failed": int(stats["FailedCall(C)"]),
@@ -333,6 +383,8 @@ class Sipp:
             "sipp_cpu_pct": 100.0 * (usage.ru_utime + usage.ru_stime) / elapsed,
             "call_ms": _duration_ms(stats.get("CallLength(C)", "")),
         }
+        self.history.append((port, ok, int(stats["FailedCall(C)"])))
+        return result
 
 
 def wait_idle(pids, window=0.5, threshold=0.05, limit=30.0):
@@ -434,38 +486,106 @@ def write_injection(path, users):
             f.write(f"{user};[authentication username={user} password={password}]\n")
 
 
-def start_kamailio(procs, workdir, users):
-    from callcenter.passwords import sip_ha1
+def kamailio_modules():
+    """Kamailio's module directory, or None when Kamailio is not installed."""
+    if shutil.which("kamailio") is None:
+        return None
+    candidates = sorted(glob.glob("/usr/lib/*/kamailio/modules")) + ["/usr/lib/kamailio/modules"]
+    return next((m for m in candidates if os.path.isdir(m)), None)
 
-    exe = shutil.which("kamailio")
-    if exe is None:
-        raise SystemExit("kamailio not found: apt-get install kamailio")
-    modules = sorted(glob.glob("/usr/lib/*/kamailio/modules")) + ["/usr/lib/kamailio/modules"]
-    modules = next(m for m in modules if os.path.isdir(m))
-    base = os.path.join(workdir, "kamailio")
-    dbdir, rundir = os.path.join(base, "db"), os.path.join(base, "run")
-    os.makedirs(dbdir)
+
+def check_prerequisites(names):
+    """Everything the chosen registrars need, all missing pieces reported at once."""
+    missing = []
+    if shutil.which("sipp") is None:
+        missing.append("sipp (apt-get install sip-tester)")
+    kamailios = [name for name in names if name.startswith("kamailio")]
+    modules = kamailio_modules()
+    if kamailios and modules is None:
+        missing.append("kamailio (apt-get install kamailio)")
+    if "kamailio-durable" in names and modules is not None:
+        schema = [os.path.join(KAMAILIO_SQLITE_SCHEMA, f) for f in KAMAILIO_SQLITE_SCHEMA_FILES]
+        if not os.path.exists(os.path.join(modules, "db_sqlite.so")) or not all(map(os.path.exists, schema)):
+            missing.append(
+                "Kamailio's SQLite driver and schema for kamailio-durable "
+                f"(db_sqlite.so in {modules}, {KAMAILIO_SQLITE_SCHEMA}/*-create.sql): "
+                "apt-get install kamailio-sqlite-modules, or leave it out with "
+                "--only kamailio-memory ours"
+            )
+    if missing:
+        raise SystemExit("missing: " + "; ".join(missing))
+
+
+def _start_kamailio(procs, base, template, substitutions, workers):
+    """Fill in C{template}, run Kamailio in the foreground in C{base}, wait for its first 401."""
+    rundir = os.path.join(base, "run")
     os.makedirs(rundir)
-    with open(os.path.join(dbdir, "htable"), "w") as f:
-        f.write("key_name(str) key_type(int) value_type(int) key_value(str) expires(int)\n")
-        for user, password in users:
-            f.write(f"{user}:0:0:{sip_ha1(user, REALM, password)}:0\n")
     port = free_port()
-    with open(KAMAILIO_CFG) as f:
+    with open(template) as f:
         cfg = f.read()
-    for key, value in {"PORT": port, "MODULES": modules, "DBDIR": dbdir, "REALM": REALM}.items():
+    substitutions = dict(substitutions, PORT=port, MODULES=kamailio_modules(), REALM=REALM)
+    for key, value in substitutions.items():
         cfg = cfg.replace(f"@{key}@", str(value))
     cfg_path = os.path.join(base, "registrar.cfg")
     with open(cfg_path, "w") as f:
         f.write(cfg)
     argv = [
-        exe, "-f", cfg_path, "-DD", "-E", "-n", "2", "-x", "tlsf", "-m", "256",
-        "-Y", rundir, "-P", os.path.join(rundir, "kamailio.pid"),
+        shutil.which("kamailio"), "-f", cfg_path, "-DD", "-E", "-n", str(workers),
+        "-x", "tlsf", "-m", "256", "-Y", rundir, "-P", os.path.join(rundir, "kamailio.pid"),
     ]
     proc = procs.start(argv, os.path.join(base, "kamailio.log"), cwd=base)
     wait_ready(port, proc)
     time.sleep(0.5)  # the remaining children
     return proc, port, process_tree(proc.pid)
+
+
+def start_kamailio_memory(procs, workdir, users):
+    from callcenter.passwords import sip_ha1
+
+    base = os.path.join(workdir, "kamailio-memory")
+    dbdir = os.path.join(base, "db")
+    os.makedirs(dbdir)
+    with open(os.path.join(dbdir, "htable"), "w") as f:
+        f.write("key_name(str) key_type(int) value_type(int) key_value(str) expires(int)\n")
+        for user, password in users:
+            f.write(f"{user}:0:0:{sip_ha1(user, REALM, password)}:0\n")
+    return _start_kamailio(procs, base, KAMAILIO_MEMORY_CFG, {"DBDIR": dbdir}, KAMAILIO_WORKERS) + (None,)
+
+
+def start_kamailio_durable(procs, workdir, users, workers):
+    """
+    The SQLite file from Kamailio's own schema files (tables and their
+    C{version} rows), the subscribers with HA1 only, in the default journal
+    mode: Kamailio's C{db_set_journal_mode} is what turns WAL on, so the
+    file's mode after the run shows the parameter took effect.
+    """
+    from callcenter.passwords import sip_ha1
+
+    base = os.path.join(workdir, "kamailio-durable")
+    os.makedirs(base)
+    db_path = os.path.join(base, "kamailio.sqlite")
+    db = sqlite3.connect(db_path)
+    try:
+        for name in KAMAILIO_SQLITE_SCHEMA_FILES:
+            with open(os.path.join(KAMAILIO_SQLITE_SCHEMA, name)) as f:
+                db.executescript(f.read())
+        with db:
+            db.executemany(
+                "INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES (?, ?, '', ?, ?)",
+                [
+                    (user, KAMAILIO_DOMAIN, sip_ha1(user, REALM, password),
+                     sip_ha1(f"{user}@{KAMAILIO_DOMAIN}", REALM, password))
+                    for user, password in users
+                ],
+            )
+    finally:
+        db.close()
+    # db_sqlite opens what follows "sqlite:///": an absolute path needs a
+    # fourth slash.  With three, "tmp/..." still opens the file (Kamailio
+    # runs in /) but db_set_journal_mode, keyed by the name, never applies.
+    return _start_kamailio(
+        procs, base, KAMAILIO_DURABLE_CFG, {"DBURL": f"sqlite:///{db_path}", "DBFILE": db_path}, workers
+    ) + (db_path,)
 
 
 def start_ours(procs, workdir, users, log_level):
@@ -535,7 +655,173 @@ rtp_port_max = {rtp + 99}
     argv = [venv_bin("twistd"), "--pidfile=", "-n", "callcenter", "--config", config]
     proc = procs.start(argv, os.path.join(base, "twistd.out"), cwd=base)
     wait_ready(port, proc)
-    return proc, port, [proc.pid]
+    return proc, port, [proc.pid], db_path
+
+
+# -- what is on disk ------------------------------------------------------------
+
+
+def _read_only(db_path):
+    return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+
+
+def count_rows(db_path, table):
+    db = _read_only(db_path)
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
+
+
+def journal_mode(db_path):
+    """The file's journal mode: WAL is recorded in the file, the others are per connection."""
+    db = _read_only(db_path)
+    try:
+        return db.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        db.close()
+
+
+def commit_latency(directory, commits=200):
+    """
+    Milliseconds per one-row SQLite commit (WAL, synchronous FULL: one
+    fsync of the WAL each) in C{directory}, median and 90th percentile:
+    what one write-through registration waits for on this filesystem now
+    (other work on the machine changes it several times over).
+    """
+    path = os.path.join(directory, "fsync-probe.sqlite")
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("CREATE TABLE probe (id INTEGER PRIMARY KEY, value TEXT)")
+        times = []
+        for _ in range(commits):
+            started = time.perf_counter()
+            db.execute("INSERT INTO probe (value) VALUES (?)", ("x" * 200,))
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(path + suffix)
+            except FileNotFoundError:
+                pass
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.9)]
+
+
+def binding_row_check(db_path, table, column):
+    """For check_digest: the binding must be in C{table} of C{db_path} when the 200 arrives."""
+
+    def check(user):
+        db = _read_only(db_path)
+        try:
+            rows = db.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (str(user),)).fetchone()[0]
+        finally:
+            db.close()
+        if rows != 1:
+            raise RuntimeError(f"200 for {user} but {rows} rows for it in {table}: not written before the 200")
+
+    return check
+
+
+# Where each registrar keeps its bindings on disk: table, user column.
+BINDING_TABLES = {"kamailio-durable": ("location", "username"), "ours": ("sip_bindings", "aor")}
+
+
+_SYNCHRONOUS = {"0": "OFF", "1": "NORMAL", "2": "FULL", "3": "EXTRA"}
+
+
+def sqlite_library():
+    """
+    The version and default synchronous settings of libsqlite3.so.0, the
+    library Kamailio's db_sqlite.so is linked against (ctypes resolves the
+    same name the same way).
+    """
+    import ctypes
+
+    lib = ctypes.CDLL("libsqlite3.so.0")
+    lib.sqlite3_libversion.restype = ctypes.c_char_p
+    lib.sqlite3_compileoption_get.restype = ctypes.c_char_p
+    lib.sqlite3_compileoption_get.argtypes = [ctypes.c_int]
+    options, i = {}, 0
+    while (option := lib.sqlite3_compileoption_get(i)) is not None:
+        name, _, value = option.decode().partition("=")
+        options[name] = value
+        i += 1
+    # Not compiled in: SQLite's own defaults (FULL; in WAL mode, as outside it).
+    synchronous = options.get("DEFAULT_SYNCHRONOUS", "2")
+    wal_synchronous = options.get("DEFAULT_WAL_SYNCHRONOUS", synchronous)
+    return lib.sqlite3_libversion().decode(), _SYNCHRONOUS[synchronous], _SYNCHRONOUS[wal_synchronous]
+
+
+def registered_pairs(history, port, users):
+    """
+    Distinct (user, contact) pairs that SIPp registered: each run starts the
+    injection file from its first line and has a port (so a contact) of its
+    own; plus check_digest's one.  Exact when nothing failed.
+    """
+    runs = [(ok, failed) for p, ok, failed in history if p == port]
+    return 1 + sum(min(ok, users) for ok, _ in runs), sum(failed for _, failed in runs)
+
+
+def sqlite_errors(log_path):
+    try:
+        with open(log_path, errors="replace") as f:
+            return sum(1 for line in f if "sqlite" in line.lower() and "ERROR" in line)
+    except OSError:
+        return 0
+
+
+def disk_report(name, db_path, sipp, port, args, commit_ms):
+    if db_path is None:
+        return None
+    table_name = BINDING_TABLES[name][0]
+    expected, failed = registered_pairs(sipp.history, port, args.users)
+    report = {
+        "table": table_name,
+        "rows": count_rows(db_path, table_name),
+        "expected": expected,
+        "failed": failed,
+        "journal_mode": journal_mode(db_path),
+        "commit_ms": commit_ms,
+    }
+    if name == "kamailio-durable":
+        report["errors"] = sqlite_errors(os.path.join(os.path.dirname(db_path), "kamailio.log"))
+    return report
+
+
+def print_disk(results):
+    version, synchronous, wal_synchronous = sqlite_library()
+    print(f"\nSQLite (libsqlite3 {version}; its defaults: synchronous {synchronous}, in WAL {wal_synchronous}):")
+    for r in results:
+        d = r.get("disk")
+        if d is None:
+            continue
+        if r["name"] == "kamailio-durable":
+            default = wal_synchronous if d["journal_mode"] == "wal" else synchronous
+            settings = (
+                f"journal_mode {d['journal_mode']} (db_set_journal_mode), synchronous {default} "
+                "(library default, db_sqlite 5.6 sets none), busy timeout 0 (same), "
+                "one autocommit transaction per INSERT/UPDATE"
+            )
+            errors = f", {d['errors']} SQLite errors in kamailio.log"
+        else:
+            settings = (
+                f"journal_mode {d['journal_mode']}, synchronous FULL, busy timeout 10 s "
+                "(callcenter/store/database.py), group commit"
+            )
+            errors = ""
+        print(f"  {r['name']}: {settings}")
+        print(
+            f"    {d['table']}: {d['rows']} rows; SIPp registered {d['expected']} distinct "
+            f"user/contact pairs (exact when none failed; {d['failed']} failed){errors}"
+        )
+        print(
+            "    one-row commit (WAL, FULL) in the same directory just before: "
+            f"median {d['commit_ms'][0]:.2f} ms, p90 {d['commit_ms'][1]:.2f} ms"
+        )
 
 
 # -- profile -------------------------------------------------------------------
@@ -655,30 +941,39 @@ def summarize_profile(raw, top):
 
 
 def table(results):
+    by_name = {r["name"]: r for r in results}
+    ours = by_name.get("ours")
     rows = [
         ("implementation", "reg/s", "failed", "CPU %", "CPU us/reg", "SIPp CPU %",
-         "fails at -r", "closed-loop reg/s", "closed CPU %"),
+         "fails at -r", "closed-loop reg/s", "closed CPU %", "ours/this reg/s", "ours/this closed"),
     ]
     for r in results:
         o, c = r["open"], r["closed"]
+        if ours is not None and r is not ours:
+            ratios = (f"{ours['open']['reg_s'] / o['reg_s']:.3f}", f"{ours['closed']['reg_s'] / c['reg_s']:.3f}")
+        else:
+            ratios = ("-", "-")
         rows.append((
             r["name"], f"{o['reg_s']:.0f}", str(o["failed"]), f"{o['cpu_pct']:.1f}",
             f"{o['cpu_us_per_reg']:.1f}", f"{o['sipp_cpu_pct']:.1f}",
             str(o["failing_rate"]) if o["failing_rate"] else "-", f"{c['reg_s']:.0f}",
-            f"{c['cpu_pct']:.1f}",
+            f"{c['cpu_pct']:.1f}", *ratios,
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         print("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths))))
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    by_name = {r["name"]: r for r in results}
-    if "ours" in by_name and "kamailio" in by_name:
-        ours, kam = by_name["ours"], by_name["kamailio"]
+    if ours is None:
+        return
+    print()
+    for r in results:
+        if r is ours:
+            continue
         print(
-            f"\nours/Kamailio: sustained reg/s {ours['open']['reg_s'] / kam['open']['reg_s']:.3f}, "
-            f"closed-loop reg/s {ours['closed']['reg_s'] / kam['closed']['reg_s']:.3f}, "
-            f"CPU per registration {ours['open']['cpu_us_per_reg'] / kam['open']['cpu_us_per_reg']:.1f}x"
+            f"ours/{r['name']}: sustained reg/s {ours['open']['reg_s'] / r['open']['reg_s']:.3f}, "
+            f"closed-loop reg/s {ours['closed']['reg_s'] / r['closed']['reg_s']:.3f}, "
+            f"CPU per registration {ours['open']['cpu_us_per_reg'] / r['open']['cpu_us_per_reg']:.1f}x"
         )
 
 
@@ -690,7 +985,11 @@ def main():
     parser.add_argument("--probe-calls", type=int, default=1000)
     parser.add_argument("--max-calls", type=int, default=200000)
     parser.add_argument("--tries", type=int, default=5, help="open-loop runs at most per registrar")
-    parser.add_argument("--only", choices=("ours", "kamailio"))
+    parser.add_argument("--only", nargs="+", choices=REGISTRARS, metavar="NAME",
+                        help=f"run only these registrars ({', '.join(REGISTRARS)}; default all)")
+    parser.add_argument("--durable-workers", type=int, default=1,
+                        help="kamailio-durable's UDP workers (default 1: with more, their writes "
+                        "collide and db_sqlite 5.6, with no busy timeout, answers 500)")
     parser.add_argument("--log-level", default="info", help="our server's [log] level (default info)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy our server under load; stacks to DIR")
     parser.add_argument("--profile-seconds", type=int, default=15)
@@ -699,8 +998,8 @@ def main():
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
-    if shutil.which("sipp") is None:
-        raise SystemExit("sipp not found: apt-get install sip-tester")
+    names = [name for name in REGISTRARS if name in (args.only or REGISTRARS)]
+    check_prerequisites(names)
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
@@ -718,24 +1017,30 @@ def main():
         write_injection(injection, users)
         sipp = Sipp(workdir, injection)
         log(f"{args.users} users, SIPp {SCENARIO}, work dir {workdir}")
-        if args.only in (None, "kamailio"):
-            proc, port, pids = start_kamailio(procs, workdir, users)
-            log(f"Kamailio on udp 127.0.0.1:{port}, {len(pids)} processes")
-            check_digest(port, *users[0])
-            results.append(measure("kamailio", sipp, port, pids, args))
-            procs.stop(proc)
-        if args.only in (None, "ours"):
-            proc, port, pids = start_ours(procs, workdir, users, args.log_level)
-            log(f"ours (twistd pid {proc.pid}) on udp 127.0.0.1:{port}")
-            check_digest(port, *users[0])
-            results.append(measure("ours", sipp, port, pids, args))
-            if args.profile:
+        starters = {
+            "kamailio-memory": start_kamailio_memory,
+            "kamailio-durable": lambda procs, workdir, users: start_kamailio_durable(
+                procs, workdir, users, args.durable_workers
+            ),
+            "ours": lambda procs, workdir, users: start_ours(procs, workdir, users, args.log_level),
+        }
+        for name in names:
+            commit_ms = commit_latency(workdir)
+            proc, port, pids, db_path = starters[name](procs, workdir, users)
+            log(f"{name} on udp 127.0.0.1:{port}, {len(pids)} processes (pid {proc.pid})")
+            on_registered = binding_row_check(db_path, *BINDING_TABLES[name]) if db_path else None
+            check_digest(port, *users[0], on_registered=on_registered)
+            result = measure(name, sipp, port, pids, args)
+            results.append(result)
+            if name == "ours" and args.profile:
                 # py-spy stops the process for each sample: give it headroom.
-                rate = max(1, int(results[-1]["open"]["rate"] * 0.8))
+                rate = max(1, int(result["open"]["rate"] * 0.8))
                 profile_ours(sipp, port, proc.pid, rate, args, args.profile)
+            result["disk"] = disk_report(name, db_path, sipp, port, args, commit_ms)
             procs.stop(proc)
         print()
         table(results)
+        print_disk(results)
         log(f"done in {time.monotonic() - began:.0f} s")
     except KeyboardInterrupt:
         log("interrupted")

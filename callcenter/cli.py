@@ -6,17 +6,38 @@ The ``callcenter`` command: administration without starting the server.
     callcenter db upgrade [--config FILE]
     callcenter db current [--config FILE]
     callcenter demo load [--config FILE] [--data DIR]
+    callcenter instruments load [--config FILE] CSV
+    callcenter account open [--config FILE] --branch CODE --name-zh NAME [--name-en NAME]
+        [--mobile NUMBER] [--language zh|en] --sse ACCOUNT --szse ACCOUNT [--account-no NUMBER]
+        [--password-stdin]
+    callcenter account deposit|withdraw [--config FILE] ACCOUNT AMOUNT_CNY [--reference TEXT]
+    callcenter account reset-password [--config FILE] ACCOUNT [--password-stdin]
+    callcenter account unlock [--config FILE] ACCOUNT
+    callcenter account callers [--config FILE] ACCOUNT [NUMBER ...]
+    callcenter account limit [--config FILE] ACCOUNT AMOUNT_CNY|none
+    callcenter account show [--config FILE] ACCOUNT
+    callcenter audit verify [--config FILE] [--anchor SEQ:HASH]
+    callcenter audit head [--config FILE]
 
-Problems are reported one per line on standard error with exit status 2.
+Problems are reported one per line on standard error with exit status 2;
+audit verify exits with status 1 when the audit log is not intact.
+Account changes are audited under the name of the user running the command.
 """
 
 import argparse
+import getpass
 import sys
+
+import sqlalchemy
 
 from callcenter.config import probe_listeners
 from callcenter.errors import ConfigError
 from callcenter.store.database import Database, DatabaseError
 from callcenter.tap import CONFIG_ERROR, default_config_path, exit_with, load
+
+# What `audit verify` exits with when the chain is broken, apart from the 2
+# of a command that could not run.
+AUDIT_BROKEN = 1
 
 
 def _database(config):
@@ -100,6 +121,258 @@ def demo_load(args):
         database.close()
 
 
+def _opened(args):
+    """The configured database, which must already have its schema: looking changes nothing."""
+    config, _ = load(args.config)
+    database = _database(config)
+    if _database_problem(config, database.check):
+        database.engine.dispose()
+        exit_with(
+            [f"{config.where('storage', 'url')}: database {database.display_url} has no callcenter schema yet: "
+             "run 'callcenter db upgrade'"],
+            CONFIG_ERROR,
+        )
+    return database
+
+
+def _database_failed(database, error):
+    exit_with([f"database {database.display_url}: {' '.join(str(error.orig).split())}"], CONFIG_ERROR)
+
+
+def _run(database, work, *args):
+    """C{database.transaction(work, *args)}, a database failure told in one line."""
+    try:
+        return database.transaction(work, *args)
+    except sqlalchemy.exc.DBAPIError as e:
+        _database_failed(database, e)
+
+
+def _staff_origin():
+    from callcenter.store.schema import audit_log
+    from callcenter.trading.model import Origin
+
+    user = getpass.getuser()
+    longest = audit_log.c.agent_id.type.length
+    if len(user) > longest:
+        exit_with([f"user name {user!r} is longer than the {longest} characters the audit log records"],
+                  CONFIG_ERROR)
+    return Origin("staff", agent_id=user)
+
+
+def _staff_change(args, operation, *operation_args):
+    """
+    Run an operation of L{callcenter.trading.admin} for the user running the
+    command.  A refusal is reported, and audited on its own since its
+    transaction rolled back.
+    """
+    from callcenter.trading.admin import AdminError, record_refusal
+
+    origin = _staff_origin()
+    database = _opened(args)
+    try:
+        try:
+            return _run(database, operation, origin, *operation_args)
+        except AdminError as e:
+            if e.action:
+                _run(database, record_refusal, origin, e)
+            exit_with([str(e)], CONFIG_ERROR)
+    finally:
+        database.close()
+
+
+def _fen(text):
+    """CNY as typed ("1000.50") to integer fen, exactly."""
+    from callcenter.trading.money import parse_cny
+
+    try:
+        return parse_cny(text)
+    except ValueError as e:
+        exit_with([str(e)], CONFIG_ERROR)
+
+
+def _new_password(args):
+    """
+    The new trading password, hashed: from standard input with
+    --password-stdin, else asked twice without echo.  Never from the
+    command line, where other users see it in the process list.
+    """
+    from callcenter.trading.admin import AdminError, hash_trading_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        exit_with(["no terminal to ask for the trading password: give it on standard input with --password-stdin"],
+                  CONFIG_ERROR)
+    else:
+        password = getpass.getpass("new trading password (6 digits): ")
+        if getpass.getpass("the same again: ") != password:
+            exit_with(["the two passwords differ"], CONFIG_ERROR)
+    try:
+        return hash_trading_password(password)
+    except AdminError as e:
+        exit_with([str(e)], CONFIG_ERROR)
+
+
+def account_open(args):
+    from callcenter.trading.admin import open_account
+
+    password = _new_password(args)
+    account_no = _staff_change(
+        args, open_account, args.branch, args.name_zh.strip(), (args.name_en or "").strip(),
+        (args.mobile or "").strip(), args.language, password, args.sse, args.szse, args.account_no,
+    )
+    print(f"opened account {account_no} at branch {args.branch}")
+
+
+def account_deposit(args):
+    from callcenter.trading.admin import deposit
+    from callcenter.trading.money import format_cny
+
+    amount = _fen(args.amount)
+    available = _staff_change(args, deposit, args.account, amount, args.reference)
+    print(f"account {args.account}: deposited {format_cny(amount)} CNY, {format_cny(available)} CNY available")
+
+
+def account_withdraw(args):
+    from callcenter.trading.admin import withdraw
+    from callcenter.trading.money import format_cny
+
+    amount = _fen(args.amount)
+    available = _staff_change(args, withdraw, args.account, amount, args.reference)
+    print(f"account {args.account}: withdrew {format_cny(amount)} CNY, {format_cny(available)} CNY available")
+
+
+def account_reset_password(args):
+    from callcenter.trading.admin import reset_password
+
+    password = _new_password(args)
+    _staff_change(args, reset_password, args.account, password)
+    print(f"account {args.account}: trading password reset, failed logins cleared, unlocked")
+
+
+def account_unlock(args):
+    from callcenter.trading.admin import unlock
+
+    _staff_change(args, unlock, args.account)
+    print(f"account {args.account}: failed logins cleared, unlocked")
+
+
+def account_callers(args):
+    from callcenter.trading.admin import set_allowed_callers
+
+    numbers = _staff_change(args, set_allowed_callers, args.account, args.numbers)
+    allowed = f"only from {', '.join(numbers)}" if numbers else "from any number"
+    print(f"account {args.account}: phone trading allowed {allowed}")
+
+
+def account_limit(args):
+    from callcenter.trading.admin import set_phone_daily_limit
+    from callcenter.trading.money import format_cny
+
+    amount = None if args.amount == "none" else _fen(args.amount)
+    _staff_change(args, set_phone_daily_limit, args.account, amount)
+    limit = "no daily limit" if amount is None else f"a daily limit of {format_cny(amount)} CNY"
+    print(f"account {args.account}: phone orders have {limit}")
+
+
+def account_show(args):
+    from callcenter.trading.admin import AdminError, account_summary
+    from callcenter.trading.money import format_cny
+
+    database = _opened(args)
+    try:
+        try:
+            summary = _run(database, account_summary, args.account)
+        except AdminError as e:
+            exit_with([str(e)], CONFIG_ERROR)
+    finally:
+        database.close()
+    names = " / ".join(filter(None, (summary.name_zh, summary.name_en)))
+    held = ", ".join(f"{exchange} {number}" for exchange, number in sorted(summary.shareholder_accounts.items()))
+    locked = f"locked since {summary.locked_at:%Y-%m-%d %H:%M:%S}" if summary.locked_at else "not locked"
+    limit = summary.phone_daily_limit_fen
+    limit = "none" if limit is None else f"{format_cny(limit)} CNY"
+    print(
+        f"account {summary.account_no} at branch {summary.branch_code}\n"
+        f"  investor: {names}, mobile {summary.mobile or 'none'}, language {summary.language}\n"
+        f"  cash: {format_cny(summary.cash_available_fen)} CNY available, "
+        f"{format_cny(summary.cash_frozen_fen)} CNY frozen\n"
+        f"  shareholder accounts: {held or 'none'}\n"
+        f"  logins: {summary.failed_logins} failed, {locked}\n"
+        f"  phone trading: daily limit {limit}; callers {', '.join(summary.allowed_callers) or 'any'}"
+    )
+
+
+def _load_instruments(connection, origin, path):
+    from callcenter.demo import load_instruments
+    from callcenter.trading import audit
+
+    counts = load_instruments(connection, path)
+    audit.append(connection, origin, "load_instruments", "ok", None, counts)
+    return counts
+
+
+def instruments_load(args):
+    origin = _staff_origin()
+    database = _opened(args)
+    try:
+        try:
+            counts = _run(database, _load_instruments, origin, args.file)
+        except (OSError, ValueError) as e:
+            exit_with([str(e)], CONFIG_ERROR)
+    finally:
+        database.close()
+    print(f"instruments from {args.file}: {counts['inserted']} inserted, {counts['updated']} updated")
+
+
+def _reading(database, work, *args):
+    """
+    C{work(connection, *args)} on a connection that reads without locking:
+    L{Database} begins SQLite transactions with BEGIN IMMEDIATE, which would
+    keep a running server from writing while a million audit rows are read.
+    Here every statement reads its own snapshot (WAL readers block no one).
+    """
+    engine = sqlalchemy.create_engine(database.url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return work(connection, *args)
+    except sqlalchemy.exc.DBAPIError as e:
+        _database_failed(database, e)
+    finally:
+        engine.dispose()
+
+
+def audit_verify(args):
+    from callcenter.trading import audit
+
+    anchor = None
+    if args.anchor:
+        try:
+            anchor = audit.parse_anchor(args.anchor)
+        except ValueError as e:
+            exit_with([str(e)], CONFIG_ERROR)
+    database = _opened(args)
+    try:
+        result = _reading(database, audit.verify, anchor)
+    finally:
+        database.engine.dispose()
+    if not result.ok:
+        exit_with([f"audit log: {result.problem}"], AUDIT_BROKEN)
+    against = f", and matches the anchor at row {anchor[0]}" if anchor else ""
+    print(f"audit log intact: {result.rows} rows, head {result.head_seq}:{result.head_hash}{against}")
+
+
+def audit_head(args):
+    from callcenter.trading import audit
+
+    database = _opened(args)
+    try:
+        seq, hash_ = _reading(database, audit.head)
+    finally:
+        database.engine.dispose()
+    print(f"{seq}:{hash_}")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -141,11 +414,85 @@ def _parser():
     with_config(demo_loader)
     demo_loader.add_argument("--data", default="etc", help="directory holding instruments.csv and demo/ [etc]")
     demo_loader.set_defaults(run=demo_load)
+
+    instruments = commands.add_parser("instruments", help="the instrument master").add_subparsers(
+        dest="instruments_command", required=True, metavar="ACTION"
+    )
+    instruments_loader = instruments.add_parser("load", help="add and update instruments from a CSV file")
+    with_config(instruments_loader)
+    instruments_loader.add_argument("file", help="CSV with the columns of etc/instruments.csv")
+    instruments_loader.set_defaults(run=instruments_load)
+
+    account = commands.add_parser("account", help="investors' accounts (audited)").add_subparsers(
+        dest="account_command", required=True, metavar="ACTION"
+    )
+
+    def account_action(name, run, help, password=False):
+        # No abbreviations: "--password 123456" must not pass for
+        # --password-stdin and put a password on the command line.
+        p = account.add_parser(name, help=help, allow_abbrev=False)
+        with_config(p)
+        if name != "open":
+            p.add_argument("account", metavar="ACCOUNT", help="fund account number")
+        if password:
+            p.add_argument(
+                "--password-stdin",
+                action="store_true",
+                help="read the new trading password from the first line of standard input "
+                "instead of asking for it",
+            )
+        p.set_defaults(run=run)
+        return p
+
+    opening = account_action("open", account_open, "open a fund account for a new investor", password=True)
+    opening.add_argument("--branch", required=True, help="branch code")
+    opening.add_argument("--name-zh", required=True, help="name in Chinese")
+    opening.add_argument("--name-en", help="name in English")
+    opening.add_argument("--mobile", help="mobile number")
+    opening.add_argument("--language", choices=("zh", "en"), default="zh", help="language of calls and messages")
+    opening.add_argument("--sse", required=True, help="Shanghai shareholder account (a letter and 9 digits)")
+    opening.add_argument("--szse", required=True, help="Shenzhen shareholder account (10 digits)")
+    opening.add_argument("--account-no", help="fund account number [the branch's next]")
+    for name, run, help in (
+        ("deposit", account_deposit, "credit cash"),
+        ("withdraw", account_withdraw, "debit available cash"),
+    ):
+        moving = account_action(name, run, help)
+        moving.add_argument("amount", metavar="AMOUNT_CNY", help="e.g. 1000.50")
+        moving.add_argument("--reference", help="bank transfer reference")
+    account_action(
+        "reset-password", account_reset_password, "set a new trading password and unlock", password=True
+    )
+    account_action("unlock", account_unlock, "clear failed logins and the lock")
+    account_action(
+        "callers", account_callers, "allow phone trading only from these numbers (none: from any)"
+    ).add_argument("numbers", metavar="NUMBER", nargs="*")
+    account_action("limit", account_limit, "limit phone orders per trading day").add_argument(
+        "amount", metavar="AMOUNT_CNY|none"
+    )
+    account_action("show", account_show, "show an account")
+
+    audit = commands.add_parser("audit", help="the tamper-evident audit log").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION"
+    )
+    verifying = audit.add_parser("verify", help="check the hash chain; exit status 1 if broken")
+    with_config(verifying)
+    verifying.add_argument("--anchor", metavar="SEQ:HASH", help="a head noted earlier: the log must still reach it")
+    verifying.set_defaults(run=audit_verify)
+    heading = audit.add_parser("head", help="print the last row as SEQ:HASH, an anchor for verify")
+    with_config(heading)
+    heading.set_defaults(run=audit_head)
     return parser
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unrecognized = parser.parse_known_args(argv)
+    if unrecognized:
+        # Not repeated for account commands: a password typed on the command
+        # line would land in a terminal's scrollback or a script's log.
+        shown = "not shown" if args.command == "account" else " ".join(unrecognized)
+        parser.error(f"unrecognized arguments: {shown}")
     if getattr(args, "config", "") is None:
         args.config = default_config_path()
     try:

@@ -1,6 +1,7 @@
 """
 The demo data set: the A-share instrument master (C{etc/instruments.csv}) and
-fictitious branches, investors, SIP extensions and agents (C{etc/demo/}).
+fictitious branches, investors and their holdings, SIP extensions and agents
+(C{etc/demo/}).
 
 Loading can be repeated, after editing the files or on a database in use:
 rows whose key is already present are left as they are, so that secrets
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 
 from callcenter.passwords import hash_password, sip_ha1
 from callcenter.store.schema import agents, branches, customers, fund_accounts, instruments
-from callcenter.store.schema import shareholder_accounts, sip_accounts
+from callcenter.store.schema import positions, shareholder_accounts, sip_accounts
 
 INSTRUMENT_HEADER = "code,exchange,name_zh,name_en,board,prev_close,is_st,lot_size"
 BRANCH_HEADER = "code,name_zh,name_en,city,phone"
@@ -29,6 +30,10 @@ INVESTOR_HEADER = (
 )
 EXTENSION_HEADER = "username,display_name,password"
 AGENT_HEADER = "agent_id,name,password,extension,role"
+POSITION_HEADER = "fund_account_no,code,exchange,quantity,cost_cny"
+# Holdings in the demo are from before any trading day the server will see,
+# so they are sellable at once (T+1 counts from this day).
+DEMO_HOLDING_DAY = "2000-01-03"
 
 # What the CHECK constraints of migration 0001 allow.
 EXCHANGES = ("SSE", "SZSE")
@@ -198,6 +203,32 @@ def _read_agents(path, usernames):
     return rows
 
 
+def _read_positions(path, account_nos, instrument_keys):
+    rows = []
+    for where, row in _read(path, POSITION_HEADER, "fund_account_no", "code", "exchange"):
+        _one_of(where, "fund_account_no", row["fund_account_no"], account_nos)
+        if (row["code"], row["exchange"]) not in instrument_keys:
+            raise ValueError(f"{where}: {row['code']} {row['exchange']} is not in instruments.csv")
+        quantity = _matching(where, "quantity", row["quantity"], "[1-9][0-9]*", "a positive integer")
+        rows.append({
+            "fund_account_no": row["fund_account_no"],
+            "code": row["code"],
+            "exchange": row["exchange"],
+            "quantity": int(quantity),
+            "cost_fen": _fen(where, "cost_cny", row["cost_cny"]),
+            "trading_day": DEMO_HOLDING_DAY,
+        })
+    return rows
+
+
+def _insert_absent_positions(connection, rows):
+    held = set(connection.execute(sa.select(positions.c.fund_account_no, positions.c.code, positions.c.exchange)))
+    rows = [row for row in rows if (row["fund_account_no"], row["code"], row["exchange"]) not in held]
+    if rows:
+        connection.execute(positions.insert(), rows)
+    return len(rows)
+
+
 def _with_hash(row):
     values = dict(row)
     values["password_hash"] = hash_password(values.pop("password"))
@@ -259,6 +290,11 @@ def load_demo(database, data_dir="etc", realm="callcenter"):
     extensions = _read_extensions(os.path.join(demo, "extensions.csv"), realm)
     usernames = [row["username"] for row in extensions]
     agent_rows = _read_agents(os.path.join(demo, "agents.csv"), usernames)
+    instrument_path = os.path.join(data_dir, "instruments.csv")
+    instrument_keys = {(row["code"], row["exchange"]) for _, row in _read(instrument_path, INSTRUMENT_HEADER, "code", "exchange")}
+    position_rows = _read_positions(
+        os.path.join(demo, "positions.csv"), [i["account_no"] for i in investors], instrument_keys
+    )
 
     def work(connection):
         counts = {"branches": _insert_absent(connection, branches, branch_rows)}
@@ -267,8 +303,9 @@ def load_demo(database, data_dir="etc", realm="callcenter"):
         counts["shareholder_accounts"] = 2 * investors_inserted
         counts["sip_accounts"] = _insert_absent(connection, sip_accounts, extensions)
         counts["agents"] = _insert_absent(connection, agents, agent_rows, _with_hash)
-        written = load_instruments(connection, os.path.join(data_dir, "instruments.csv"))
+        written = load_instruments(connection, instrument_path)
         counts["instruments"] = written["inserted"] + written["updated"]
+        counts["positions"] = _insert_absent_positions(connection, position_rows)
         return counts
 
     return database.transaction(work)

@@ -150,3 +150,24 @@ class IChannel(Interface):
 
     def hangup(reason="normal"):
         """End the call (BYE, or a final error response if not answered)."""
+
+
+class IWebAPI(Interface):
+    """
+    An HTTP API a subsystem serves on the web subsystem's listener.  The
+    subsystem offers it with C{context.components.provide(IWebAPI, api)};
+    the web subsystem looks its providers up at each request, so the order
+    in which subsystems are built does not matter.
+    """
+
+    prefix = Attribute(
+        "The path it is served under, without slashes at either end, e.g. 'api/v1'.  "
+        "The longest matching prefix wins; /health and /metrics cannot be taken."
+    )
+
+    def resource():
+        """
+        The L{twisted.web.resource.IResource} serving the paths below
+        C{prefix} (a Klein app's resource: its routes omit the prefix).
+        Called once; the result is kept.
+        """

@@ -17,7 +17,7 @@ from callcenter.store import schema
 
 ETC = Path(__file__).resolve().parent.parent / "etc"
 DEMO_TABLES = (
-    "branches", "customers", "fund_accounts", "shareholder_accounts", "sip_accounts", "agents",
+    "branches", "customers", "fund_accounts", "shareholder_accounts", "sip_accounts", "agents", "positions",
 )
 ALL_TABLES = DEMO_TABLES + ("instruments",)
 
@@ -64,6 +64,7 @@ def test_load_inserts_every_row(database):
         "sip_accounts": 5,
         "agents": 3,
         "instruments": instrument_count,
+        "positions": len(csv_rows(ETC / "demo" / "positions.csv")),
     }
     assert load_demo(database, ETC) == expected
     assert counts(database) == expected
@@ -147,13 +148,14 @@ def test_prices_in_fen_exactly(database, tmp_path):
 
 def test_load_instruments_updates_changed_rows(database, tmp_path):
     load_demo(database, ETC)
+    st_before = {row["code"] for row in fetch(database, "instruments") if row["is_st"]}
     path = tmp_path / "instruments.csv"
     text = (ETC / "instruments.csv").read_text(encoding="utf-8")
     line = next(line for line in text.splitlines() if line.startswith("600000,"))
     path.write_text(text.replace(line, line.replace(",false,", ",true,")), encoding="utf-8")
     assert database.transaction(load_instruments, str(path)) == {"inserted": 0, "updated": 1}
-    updated = [row for row in fetch(database, "instruments") if row["is_st"]]
-    assert [row["code"] for row in updated] == ["600000"]
+    st_after = {row["code"] for row in fetch(database, "instruments") if row["is_st"]}
+    assert st_after - st_before == {"600000"}
 
 
 @pytest.mark.parametrize(

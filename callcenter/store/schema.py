@@ -50,6 +50,7 @@ fund_accounts = sa.Table(
     sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked_at", sa.DateTime(timezone=True)),
     _created_at(),
+    sa.Column("phone_daily_limit_fen", sa.BigInteger),
 )
 
 shareholder_accounts = sa.Table(
@@ -110,4 +111,125 @@ sip_bindings = sa.Table(
     sa.Column("cseq", sa.BigInteger, nullable=False),
     sa.Column("source", sa.String(80), nullable=False),
     sa.Column("user_agent", sa.String(255)),
+)
+
+
+def _at(name):
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+allowed_callers = sa.Table(
+    "allowed_callers",
+    metadata,
+    sa.Column("fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), primary_key=True),
+    sa.Column("number", sa.String(32), primary_key=True),
+)
+
+positions = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), primary_key=True),
+    sa.Column("code", sa.String(6), primary_key=True),
+    sa.Column("exchange", sa.String(4), primary_key=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bought_today", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("frozen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_fen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("trading_day", sa.String(10), nullable=False),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("order_no", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("client_order_id", sa.String(64), nullable=False),
+    sa.Column("fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), nullable=False),
+    sa.Column("code", sa.String(6), nullable=False),
+    sa.Column("exchange", sa.String(4), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("order_type", sa.String(16), nullable=False, server_default="limit"),
+    sa.Column("price_fen", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("filled_quantity", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("filled_amount_fen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("fees_fen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("frozen_fen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("reject_code", sa.String(32)),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("caller", sa.String(64)),
+    sa.Column("call_id", sa.String(255)),
+    sa.Column("agent_id", sa.String(16)),
+    sa.Column("trading_day", sa.String(10), nullable=False),
+    _at("created_at"),
+    _at("updated_at"),
+)
+
+fills = sa.Table(
+    "fills",
+    metadata,
+    sa.Column("fill_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("order_no", sa.Integer, sa.ForeignKey("orders.order_no"), nullable=False),
+    sa.Column("exec_id", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("price_fen", sa.BigInteger, nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("commission_fen", sa.BigInteger, nullable=False),
+    sa.Column("stamp_duty_fen", sa.BigInteger, nullable=False),
+    sa.Column("transfer_fee_fen", sa.BigInteger, nullable=False),
+    _at("filled_at"),
+)
+
+cash_journal = sa.Table(
+    "cash_journal",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("reference", sa.String(64)),
+    _at("created_at"),
+)
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("rule_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), nullable=False),
+    sa.Column("code", sa.String(6), nullable=False),
+    sa.Column("exchange", sa.String(4), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("threshold", sa.BigInteger, nullable=False),
+    sa.Column("rearm", sa.String(10), nullable=False, server_default="once"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("last_fired_at", sa.DateTime(timezone=True)),
+    _at("created_at"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("fund_account_no", sa.String(20)),
+    sa.Column("caller", sa.String(64)),
+    sa.Column("call_id", sa.String(255)),
+    sa.Column("agent_id", sa.String(16)),
+    sa.Column("correlation_id", sa.String(64)),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+api_sessions = sa.Table(
+    "api_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    _at("created_at"),
 )

@@ -1,0 +1,90 @@
+"""
+Group commit: many small pieces of work in one database transaction, so
+that they share one durable commit (one fsync) instead of queueing for one
+each.  Each piece runs in its own savepoint: one that raises is undone alone
+and its caller gets the exception; the others commit.  Every Deferred fires
+only after the transaction has committed, so an acknowledgement given from
+its callback is as durable as with L{IStore.transaction}.
+
+Work submitted while a batch is being written waits for the next one, which
+starts as soon as the previous commits: under light load a piece of work is
+written at once, under heavy load batches grow by themselves.
+"""
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+
+def _run_batch(connection, batch):
+    outcomes = []
+    for work, args in batch:
+        savepoint = connection.begin_nested()
+        try:
+            result = work(connection, *args)
+        except Exception:
+            savepoint.rollback()
+            outcomes.append(Failure())
+        else:
+            savepoint.commit()
+            outcomes.append(result)
+    return outcomes
+
+
+class GroupCommitter:
+    """
+    @param store: the L{IStore} whose transactions carry the batches.
+    @param max_batch: the most pieces of work in one transaction, so that
+        one transaction never holds the write lock for long.
+    """
+
+    def __init__(self, store, max_batch=256):
+        self._store = store
+        self._max_batch = max_batch
+        self._queue = []
+        self._writing = None
+
+    def submit(self, work, *args):
+        """
+        Run C{work(connection, *args)} in the next batch.
+
+        @return: a Deferred firing with its result once committed, or
+            failing with its exception (or the transaction's).
+        """
+        d = defer.Deferred()
+        self._queue.append((work, args, d))
+        if self._writing is None:
+            self._writing = self._write()
+        return d
+
+    def idle(self):
+        """Fires once everything submitted so far is written."""
+        if self._writing is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+
+        def written(result):
+            d.callback(None)
+            return result
+
+        self._writing.addBoth(written)
+        return d
+
+    @defer.inlineCallbacks
+    def _write(self):
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
+                try:
+                    outcomes = yield self._store.transaction(_run_batch, [(work, args) for work, args, _ in batch])
+                except Exception:
+                    failure = Failure()
+                    for _, _, d in batch:
+                        d.errback(failure)
+                    continue
+                for (_, _, d), outcome in zip(batch, outcomes):
+                    if isinstance(outcome, Failure):
+                        d.errback(outcome)
+                    else:
+                        d.callback(outcome)
+        finally:
+            self._writing = None

@@ -1,0 +1,125 @@
+"""
+The real ``twistd callcenter`` process with the trading subsystem, over
+HTTP on a real socket: an investor logs in, sells, and the fill reaches the
+books; an order acknowledged just before the process is killed (SIGKILL)
+is still there after a restart and is carried out.
+"""
+
+import json
+from pathlib import Path
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from callcenter.demo import load_demo
+from callcenter.store.database import Database
+from processes import DEADLINE, TESTS, server_config, twistd
+
+ACCOUNT, PASSWORD = "10010001", "135790"
+ETC = Path(TESTS).parent / "etc"
+
+
+@pytest.fixture
+def config(tmp_path, db_url):
+    database = Database(db_url)
+    database.open()
+    load_demo(database, str(ETC))
+    database.close()
+    return server_config(
+        tmp_path / "callcenter.toml",
+        db_url,
+        trading={"clock": "simulated", "after_hours": "queue", "holidays": str(ETC / "holidays.txt")},
+    )
+
+
+@pytest.fixture
+def servers():
+    started = []
+    yield started.append
+    for server in started:
+        server.stop_if_running()
+
+
+def call(port, method, path, body=None, token=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1{path}", method=method)
+    if body is not None:
+        request.data = json.dumps(body).encode()
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def login(port):
+    status, body = call(port, "POST", "/sessions", {"fund_account_no": ACCOUNT, "password": PASSWORD})
+    assert status == 201, body
+    return body["token"]
+
+
+def until_final(port, token, order_no):
+    """The order once the exchange has finished with it (a real process: we can only ask)."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        status, order = call(port, "GET", f"/orders/{order_no}", token=token)
+        assert status == 200, order
+        if order["status"] in ("filled", "cancelled", "rejected"):
+            return order
+        time.sleep(0.05)
+    raise AssertionError(f"order {order_no} still {order['status']} after {DEADLINE}s")
+
+
+def sell_at_limit_down(port, token):
+    status, quote = call(port, "GET", "/quotes/600000")
+    assert status == 200, quote
+    # At limit-down a sell meets any bid: it fills against the market at once.
+    return call(port, "POST", "/orders", {
+        "code": "600000", "side": "sell", "price_fen": quote["limit_down_fen"], "quantity": 500,
+        "client_order_id": "e2e-1",
+    }, token=token)
+
+
+def test_an_investor_sells_over_http_and_the_books_follow(config, servers):
+    server = twistd(config)
+    servers(server)
+    port = server.http_port()
+    server.wait_for("trading ready")
+    token = login(port)
+    status, order = sell_at_limit_down(port, token)
+    assert status == 201, order
+    done = until_final(port, token, order["order_no"])
+    assert done["status"] == "filled" and done["filled_quantity"] == 500
+    status, held = call(port, "GET", "/positions", token=token)
+    assert {p["code"]: p["quantity"] for p in held["positions"]}["600000"] == 4500
+    status, funds = call(port, "GET", "/funds", token=token)
+    assert funds["available_fen"] == 50_000_000 + done["filled_amount_fen"] - done["fees_fen"]
+    # The same request again (a client that lost the answer): the same order, nothing new.
+    status, again = sell_at_limit_down(port, token)
+    assert (status, again["order_no"]) == (200, order["order_no"])
+
+
+def test_an_acknowledged_order_survives_sigkill(config, servers):
+    server = twistd(config)
+    servers(server)
+    port = server.http_port()
+    server.wait_for("trading ready")
+    token = login(port)
+    status, order = sell_at_limit_down(port, token)
+    assert status == 201, order
+    server.kill()
+
+    restarted = twistd(config)
+    servers(restarted)
+    port = restarted.http_port()
+    restarted.wait_for("trading ready")
+    token = login(port)
+    done = until_final(port, token, order["order_no"])
+    assert done["status"] == "filled" and done["filled_quantity"] == 500
+    status, held = call(port, "GET", "/positions", token=token)
+    # Sold once, not twice.
+    assert {p["code"]: p["quantity"] for p in held["positions"]}["600000"] == 4500
