@@ -263,25 +263,49 @@ class OrderBook:
                 book_side.drop_level(price)
         return trades
 
-    def uncross(self):
+    def auction_price(self, reference_fen=None):
+        """
+        The call auction's one price for every trade, as the exchanges set
+        it: the price that trades the most shares; among those, the one
+        leaving the smallest surplus on one side; among those, the one
+        nearest C{reference_fen} (the previous close or last trade).  None
+        when nothing crosses.
+        """
+        bids, asks = self._sides[BUY], self._sides[SELL]
+        bid_price, ask_price = bids.best_price(), asks.best_price()
+        if bid_price is None or ask_price is None or bid_price < ask_price:
+            return None
+        candidates = sorted(
+            price for price in {*bids.levels, *asks.levels} if ask_price <= price <= bid_price
+        )
+        best_key, best_price = None, None
+        for price in candidates:
+            demand = sum(level.quantity for p, level in bids.levels.items() if p >= price)
+            supply = sum(level.quantity for p, level in asks.levels.items() if p <= price)
+            nearness = abs(price - reference_fen) if reference_fen is not None else 0
+            key = (-min(demand, supply), abs(demand - supply), nearness)
+            if best_key is None or key < best_key:
+                best_key, best_price = key, price
+        return best_price
+
+    def uncross(self, reference_fen=None):
         """
         Trade our own orders that cross after a call auction, during which
-        they rested without matching: best bid against best ask, each trade
-        at the price of the older of the two.  (The exchanges' auction finds
-        one price for all; the simulator does not model that.)
+        they rested without matching: all at the L{auction_price}, best bid
+        against best ask in price-time priority.
 
         @return: the L{Trade}s.
         """
+        price = self.auction_price(reference_fen)
         bids, asks = self._sides[BUY], self._sides[SELL]
         trades = []
-        while True:
+        while price is not None:
             bid_price, ask_price = bids.best_price(), asks.best_price()
-            if bid_price is None or ask_price is None or bid_price < ask_price:
+            if bid_price is None or ask_price is None or bid_price < price or ask_price > price:
                 return trades
             bid_level, ask_level = bids.levels[bid_price], asks.levels[ask_price]
             buy, sell = _head(bid_level), _head(ask_level)
             take = min(buy.remaining, sell.remaining)
-            price = bid_price if buy.sequence < sell.sequence else ask_price
             self._fill(bid_level, buy, take)
             self._fill(ask_level, sell, take)
             trades.append(Trade(buy.order_no, sell.order_no, take, price))
@@ -289,6 +313,7 @@ class OrderBook:
                 bids.drop_level(bid_price)
             if ask_level.quantity == 0:
                 asks.drop_level(ask_price)
+        return trades
 
     def _take_level(self, book_side, price, side, order_no, remaining, trades):
         level = book_side.levels[price]

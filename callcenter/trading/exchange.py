@@ -134,8 +134,8 @@ class SimulatedExchange:
             book.rest(order.order_no, order.side, order.price_fen, order.quantity)
             self._book_of_order[order.order_no] = book
             return
-        self._report_trades(book, book.uncross())
         tick = self._feed.quote(order.code, order.exchange)
+        self._report_trades(book, book.uncross(self._reference(instrument, tick)))
         market = self._market_side(tick, BUY if order.side == SELL else SELL)
         result = book.add(order.order_no, order.side, order.price_fen, order.quantity,
                           market_order=order.order_type == MARKET, market=market)
@@ -146,6 +146,10 @@ class SimulatedExchange:
         self._report_trades(book, result.trades)
         if result.cancelled:
             self._report("order_cancelled", order.order_no, result.cancelled)
+
+    @staticmethod
+    def _reference(instrument, tick):
+        return tick.last_fen if tick is not None else instrument.prev_close_fen
 
     def _cancelled(self, order_no):
         book = self._book_of_order.pop(order_no, None)
@@ -158,7 +162,12 @@ class SimulatedExchange:
         self._book_of_order.clear()
         self._orders_today.clear()
         self._market_used.clear()
-        for book in books.values():
+        for (code, exchange), book in books.items():
+            # The closing call auction: what crosses trades at one price, the rest is cancelled.
+            tick = self._feed.quote(code, exchange)
+            instrument = self._instruments.get(code)
+            reference = tick.last_fen if tick is not None else instrument.prev_close_fen if instrument else None
+            self._report_trades(book, book.uncross(reference))
             for order_no, remaining in book.cancel_all():
                 self._report("order_cancelled", order_no, remaining)
 
@@ -168,7 +177,7 @@ class SimulatedExchange:
         book = self._books.get((tick.code, tick.exchange))
         if not book or self._phase_of() != CONTINUOUS:
             return
-        self._report_trades(book, book.uncross())
+        self._report_trades(book, book.uncross(tick.last_fen))
         for side in (BUY, SELL):
             market = self._market_side(tick, SELL if side == BUY else BUY)
             if market is None:

@@ -168,14 +168,45 @@ def test_first_order_that_cannot_take_a_lot_blocks_those_behind_it():
     assert book.resting(2) == 200
 
 
-def test_uncross_after_an_auction_trades_at_the_older_orders_price():
+def test_uncross_after_an_auction_trades_everything_at_one_price():
     book = OrderBook()
     book.rest(1, BUY, 1352, 300)
     book.rest(2, SELL, 1349, 100)
     book.rest(3, SELL, 1351, 500)
-    assert book.uncross() == [Trade(1, 2, 100, 1352), Trade(1, 3, 200, 1352)]
+    # 1351 and 1352 both trade 300 shares with 300 left over; 1349 trades 100.
+    # The reference (1350) is nearer 1351.
+    assert book.auction_price(1350) == 1351
+    assert book.uncross(1350) == [Trade(1, 2, 100, 1351), Trade(1, 3, 200, 1351)]
     assert (book.best_bid, book.best_ask) == (None, 1351)
-    assert book.uncross() == []
+    assert book.uncross(1350) == []
+
+
+def test_the_auction_price_trades_the_most_shares():
+    book = OrderBook()
+    book.rest(1, BUY, 1005, 200)
+    book.rest(2, SELL, 1000, 200)
+    book.rest(3, BUY, 1003, 100)
+    book.rest(4, SELL, 1003, 100)
+    # 1000 trades 200, 1003 trades 300, 1005 trades 200.
+    assert book.auction_price(1000) == 1003
+
+
+@pytest.mark.parametrize("reference, price", [(1001, 1000), (1004, 1005), (1100, 1005)])
+def test_between_equal_prices_the_nearest_to_the_reference_wins(reference, price):
+    book = OrderBook()
+    book.rest(1, BUY, 1005, 100)
+    book.rest(2, SELL, 1000, 100)
+    assert book.auction_price(reference) == price
+
+
+def test_the_auction_price_leaves_the_smaller_surplus():
+    book = OrderBook()
+    book.rest(1, BUY, 1010, 500)
+    book.rest(2, SELL, 1000, 300)
+    book.rest(3, SELL, 1010, 300)
+    # At 1000: demand 500, supply 300 -> 300.  At 1010: 500 vs 600 -> 500.
+    assert book.auction_price(1000) == 1010
+    assert sum(trade.quantity for trade in book.uncross(1000)) == 500
 
 
 def test_cancel_all_empties_the_book_oldest_first():

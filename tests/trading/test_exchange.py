@@ -214,7 +214,9 @@ def test_auction_rests_orders_and_continuous_trading_uncrosses_them():
     assert reports.take() == [("accepted", 1), ("accepted", 2), ("accepted", 3), ("cancelled", 3, 100)]
     phases[0] = CONTINUOUS
     feed.send(1350, 1350, 1351, 1000, 100)
-    assert reports.take() == [("filled", 1, 100, 1352), ("filled", 2, 100, 1352), ("filled", 1, 100, 1351)]
+    # One auction price for the crossing pair: 1350 and 1352 both trade 100
+    # shares; 1350 is nearer the last trade.  Then the market fills the rest.
+    assert reports.take() == [("filled", 1, 100, 1350), ("filled", 2, 100, 1350), ("filled", 1, 100, 1351)]
 
 
 def test_cancel_reports_what_remained_on_a_later_turn():
@@ -297,6 +299,20 @@ def test_close_day_cancels_every_resting_order():
     exchange.cancel(1)
     clock.advance(0)
     assert reports.take() == []
+
+
+def test_the_closing_auction_trades_what_crosses_at_one_price_then_cancels_the_rest():
+    exchange, clock, feed, reports, phases = exchange_on(phase=AUCTION)
+    exchange.submit(order(1, BUY, 1352, 300))
+    exchange.submit(order(2, SELL, 1349, 100))
+    clock.advance(0)
+    reports.take()
+    exchange.close_day()
+    clock.advance(0)
+    price = reports.take()
+    assert price[:2] == [("filled", 1, 100, price[0][3]), ("filled", 2, 100, price[0][3])]
+    assert 1349 <= price[0][3] <= 1352
+    assert price[2:] == [("cancelled", 1, 200)]
 
 
 def test_a_failing_listener_does_not_stop_the_exchange():
