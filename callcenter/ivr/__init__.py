@@ -1,0 +1,1 @@
+"""The IVR: phone trading menus, and what they say."""
