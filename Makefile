@@ -10,7 +10,7 @@ CONFIG ?= etc/callcenter.toml
 PYTEST_ARGS ?=
 
 # Debian packages the test suite talks to (real counterparts, not fakes).
-TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core
+TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng
 
 .PHONY: run test test-sqlite test-postgresql install clean
 
@@ -27,13 +27,19 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-run: install
+# The IVR's prompts, synthesised with espeak-ng (see callcenter/ivr/prompts.py).
+# The build is a cache: after a change of phrases it makes only what changed.
+var/prompts/manifest.json: $(VENV)/.installed callcenter/ivr/prompts.py $(wildcard callcenter/ivr/say.py)
+	.ci/ensure-debian-packages espeak-ng
+	$(BIN)/callcenter prompts build --dir var/prompts
+
+run: install var/prompts/manifest.json
 	$(BIN)/callcenter db upgrade --config $(CONFIG)
 	$(BIN)/callcenter demo load --config $(CONFIG)
 	@echo "Starting callcenter ($(CONFIG)); Ctrl-C stops it.  Demo credentials: README.rst."
 	$(BIN)/twistd --pidfile= -n callcenter --config $(CONFIG)
 
-test: install
+test: install var/prompts/manifest.json
 	.ci/ensure-debian-packages $(TEST_DEBIAN_PACKAGES)
 	$(MAKE) --no-print-directory --keep-going test-sqlite test-postgresql
 

@@ -18,6 +18,7 @@ The ``callcenter`` command: administration without starting the server.
     callcenter account show [--config FILE] ACCOUNT
     callcenter audit verify [--config FILE] [--anchor SEQ:HASH]
     callcenter audit head [--config FILE]
+    callcenter prompts build [--dir DIR] [--lang zh|en ...] [--force]
 
 Problems are reported one per line on standard error with exit status 2;
 audit verify exits with status 1 when the audit log is not intact.
@@ -27,6 +28,7 @@ Account changes are audited under the name of the user running the command.
 import argparse
 import getpass
 import sys
+import time
 
 import sqlalchemy
 
@@ -373,6 +375,29 @@ def audit_head(args):
     print(f"{seq}:{hash_}")
 
 
+def prompts_build(args):
+    from callcenter.ivr.prompts import PromptPackError, build_pack
+
+    started = time.monotonic()
+    try:
+        report = build_pack(args.dir, languages=tuple(dict.fromkeys(args.lang or ("zh", "en"))), force=args.force)
+    except PromptPackError as e:
+        if e.report is not None:
+            for warning in e.report.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+        exit_with(e.problems, CONFIG_ERROR)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for name in report.studio_outdated:
+        print(f"warning: studio recording of {name} was made before its text last changed", file=sys.stderr)
+    counts = ", ".join(f"{language} {count}" for language, count in report.languages.items())
+    removed = f", {len(report.removed)} removed" if report.removed else ""
+    print(
+        f"prompts in {args.dir} ({counts}): {len(report.made)} made, {len(report.reused)} reused, "
+        f"{len(report.studio)} kept as studio recordings{removed}; {time.monotonic() - started:.1f} s"
+    )
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -482,6 +507,23 @@ def _parser():
     heading = audit.add_parser("head", help="print the last row as SEQ:HASH, an anchor for verify")
     with_config(heading)
     heading.set_defaults(run=audit_head)
+
+    prompts = commands.add_parser("prompts", help="the IVR's recorded prompts").add_subparsers(
+        dest="prompts_command", required=True, metavar="ACTION"
+    )
+    building = prompts.add_parser(
+        "build",
+        help="synthesise the prompts that are missing or out of date with espeak-ng, "
+        "and take in studio recordings from DIR/studio/",
+    )
+    building.add_argument("--dir", default="var/prompts", help="the prompt pack [var/prompts]")
+    building.add_argument(
+        "--lang", action="append", choices=("zh", "en"), help="a language to build, repeatable [zh and en]"
+    )
+    building.add_argument(
+        "--force", action="store_true", help="synthesise every prompt anew (studio recordings are still kept)"
+    )
+    building.set_defaults(run=prompts_build)
     return parser
 
 

@@ -1,0 +1,500 @@
+"""
+The prompt packs: the catalogue, the build and its cache, studio recordings,
+errors, and the resampler.
+
+The build tests use a fake synthesiser, a tone as long as the text, for
+speed: espeak-ng and the resampling of its 22,050 Hz output take about a
+tenth of a second a prompt, and these tests build dozens.  The real
+espeak-ng is exercised once, building a Mandarin and an English prompt.
+"""
+
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+import wave
+from array import array
+
+import pytest
+
+from callcenter import cli
+from callcenter.ivr import prompts
+from callcenter.ivr.prompts import (
+    PHRASES,
+    Espeak,
+    PromptNotFound,
+    PromptPackError,
+    SynthesisError,
+    build_pack,
+    catalogue,
+    resample,
+    resolve,
+)
+from callcenter.media.wavfile import load_prompt
+
+SMALL = {
+    "zh/welcome": "您好，欢迎致电证券电话委托系统。",
+    "en/welcome": "Welcome to the securities phone trading service.",
+    "zh/goodbye": "感谢您的来电，再见。",
+    "en/goodbye": "Thank you for calling. Goodbye.",
+}
+
+
+class FakeSynthesiser:
+    """
+    Speech as espeak-ng shapes it: 300 ms of silence, a 440 Hz tone of 50 ms
+    a character, 300 ms of silence; at 8 kHz, so that nothing is resampled.
+    """
+
+    engine = "fake 1.0"
+    rate = 8000
+
+    def __init__(self):
+        self.calls = []
+        self.voices = {"zh": "fake-zh", "en": "fake-en"}
+        self.fail_on = None
+
+    def voice(self, language):
+        return self.voices[language]
+
+    def __call__(self, text, language):
+        self.calls.append(f"{language}/{text}")
+        if text == self.fail_on:
+            raise SynthesisError("fake: no voice for that")
+        silence = [0] * int(0.3 * self.rate)
+        tone = [round(4000 * math.sin(2 * math.pi * 440 * i / self.rate)) for i in range(len(text) * self.rate // 20)]
+        return self.rate, array("h", silence + tone + silence)
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """A catalogue of four prompts, without say.py's vocabulary."""
+    monkeypatch.setattr(prompts, "PHRASES", dict(SMALL))
+    monkeypatch.setattr(prompts, "_vocabulary", lambda: {})
+    return prompts.PHRASES
+
+
+@pytest.fixture
+def fake():
+    return FakeSynthesiser()
+
+
+def build(directory, synthesiser, **options):
+    return build_pack(str(directory), synthesise=synthesiser, workers=1, **options)
+
+
+def manifest(directory):
+    with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as file:
+        return {entry["name"]: entry for entry in json.load(file)["prompts"]}
+
+
+def read_wav(path):
+    with wave.open(str(path)) as file:
+        assert (file.getframerate(), file.getnchannels(), file.getsampwidth()) == (8000, 1, 2)
+        samples = array("h", file.readframes(file.getnframes()))
+    return samples
+
+
+def rms_dbfs(samples):
+    return 20 * math.log10(math.sqrt(sum(x * x for x in samples) / len(samples)) / 32767)
+
+
+def sha256(path):
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()
+
+
+def write_pcm(path, samples, rate=8000):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(array("h", samples).tobytes())
+    return str(path)
+
+
+# The catalogue.
+
+
+def test_every_phrase_exists_in_both_languages():
+    slugs = {
+        language: {name.split("/")[1] for name in PHRASES if name.startswith(f"{language}/")} for language in ("zh", "en")
+    }
+    assert slugs["zh"] == slugs["en"]
+    assert len(slugs["zh"]) >= 80
+    for name, text in PHRASES.items():
+        assert re.fullmatch(r"(zh|en)/[a-z0-9][a-z0-9-]*", name), name
+        assert text.strip() == text and text, name
+
+
+def test_mandarin_phrases_spell_out_what_the_synthesiser_would_misread():
+    for name, text in PHRASES.items():
+        if name.startswith("zh/"):
+            # Keys in words (井号键, 星号键), no Latin letters read as English.
+            assert not re.search(r"[A-Za-z*#]", text), name
+
+
+def test_the_catalogue_includes_the_vocabulary_of_numbers_and_dates():
+    from callcenter.ivr.say import VOCABULARY
+
+    texts = catalogue()
+    assert set(PHRASES) | set(VOCABULARY) == set(texts)
+    assert texts["zh/yao"] == "幺"
+    assert set(catalogue(("en",))) == {name for name in texts if name.startswith("en/")}
+
+
+def test_a_name_with_two_texts_is_an_error(monkeypatch):
+    monkeypatch.setattr(prompts, "PHRASES", {"zh/dian": "点"})
+    monkeypatch.setattr(prompts, "_vocabulary", lambda: {"zh/dian": "點"})
+    with pytest.raises(PromptPackError, match="zh/dian"):
+        catalogue()
+
+
+# Building.
+
+
+def test_a_build_makes_8khz_wav_files_and_lists_them(tmp_path, small, fake):
+    report = build(tmp_path, fake)
+    assert sorted(report.made) == sorted(SMALL)
+    assert report.reused == report.studio == []
+    assert report.languages == {"zh": 2, "en": 2}
+    entries = manifest(tmp_path)
+    assert set(entries) == set(SMALL)
+    entry = entries["zh/welcome"]
+    path = tmp_path / "zh" / "welcome.wav"
+    samples = read_wav(path)
+    assert entry == {
+        "name": "zh/welcome",
+        "language": "zh",
+        "text": SMALL["zh/welcome"],
+        "file": "zh/welcome.wav",
+        "duration_ms": round(len(samples) / 8),
+        "sha256": sha256(path),
+        "source": "fake 1.0",
+        "voice": "fake-zh",
+        "processing": prompts.PROCESSING,
+    }
+    assert resolve(str(tmp_path), "zh/welcome") == str(path)
+    frames = load_prompt(str(path), "PCMA")
+    assert len(frames) == math.ceil(len(samples) / 160) and {len(f) for f in frames} == {160}
+
+
+def test_silence_is_trimmed_to_50_ms_and_the_level_is_telephone_level(tmp_path, small, fake):
+    build(tmp_path, fake, names=["zh/goodbye"])
+    samples = read_wav(tmp_path / "zh" / "goodbye.wav")
+    tone_seconds = len(SMALL["zh/goodbye"]) / 20
+    # 300 ms of silence on either side becomes 50 ms, give or take the
+    # 10 ms over which loudness is measured.
+    assert abs(len(samples) / 8000 - (tone_seconds + 0.1)) <= 0.021
+    loud = [i for i, x in enumerate(samples) if abs(x) > 100]
+    assert 0.04 <= loud[0] / 8000 <= 0.06
+    assert 0.04 <= (len(samples) - loud[-1]) / 8000 <= 0.06
+    # A sine is only 3 dB above its RMS: the RMS target, -20 dBFS, applies.
+    assert abs(rms_dbfs(samples[400:-400]) - (-20)) < 0.2
+    assert samples[0] == samples[-1] == 0
+
+
+def test_a_loud_peak_limits_the_level_to_minus_3_dbfs(tmp_path, small):
+    class Clicky(FakeSynthesiser):
+        def __call__(self, text, language):
+            rate, samples = super().__call__(text, language)
+            samples[len(samples) // 2] = 30000
+            return rate, samples
+
+    build(tmp_path, Clicky(), names=["en/goodbye"])
+    samples = read_wav(tmp_path / "en" / "goodbye.wav")
+    assert 20 * math.log10(max(map(abs, samples)) / 32767) == pytest.approx(-3, abs=0.01)
+
+
+def test_an_unchanged_prompt_is_not_synthesised_again(tmp_path, small, fake):
+    build(tmp_path, fake)
+    before = {name: sha256(tmp_path / f"{name}.wav") for name in SMALL}
+    fake.calls.clear()
+    report = build(tmp_path, fake)
+    assert fake.calls == []
+    assert sorted(report.reused) == sorted(SMALL) and report.made == []
+    assert {name: sha256(tmp_path / f"{name}.wav") for name in SMALL} == before
+
+
+def test_a_changed_text_voice_or_engine_makes_the_prompt_again(tmp_path, small, fake):
+    build(tmp_path, fake)
+    small["zh/goodbye"] = "再见。"
+    assert build(tmp_path, fake).made == ["zh/goodbye"]
+    assert manifest(tmp_path)["zh/goodbye"]["text"] == "再见。"
+
+    fake.voices["en"] = "fake-en-slower"
+    assert sorted(build(tmp_path, fake).made) == ["en/goodbye", "en/welcome"]
+
+    fake.engine = "fake 2.0"
+    fake.calls.clear()
+    assert sorted(build(tmp_path, fake).made) == sorted(SMALL)
+    assert {entry["source"] for entry in manifest(tmp_path).values()} == {"fake 2.0"}
+
+
+def test_force_makes_every_synthesised_prompt_again(tmp_path, small, fake):
+    build(tmp_path, fake)
+    fake.calls.clear()
+    assert sorted(build(tmp_path, fake, force=True).made) == sorted(SMALL)
+    assert len(fake.calls) == 4
+
+
+def test_a_build_of_some_names_or_one_language_keeps_the_rest(tmp_path, small, fake):
+    build(tmp_path, fake, languages=("en",))
+    assert set(manifest(tmp_path)) == {"en/welcome", "en/goodbye"}
+    report = build(tmp_path, fake, names=["goodbye"])
+    assert sorted(report.made) == ["zh/goodbye"] and report.reused == ["en/goodbye"]
+    assert set(manifest(tmp_path)) == {"en/welcome", "en/goodbye", "zh/goodbye"}
+
+
+def test_a_prompt_taken_out_of_the_catalogue_is_removed(tmp_path, small, fake):
+    build(tmp_path, fake)
+    del small["en/goodbye"]
+    report = build(tmp_path, fake)
+    assert report.removed == ["en/goodbye"]
+    assert not (tmp_path / "en" / "goodbye.wav").exists()
+    assert "en/goodbye" not in manifest(tmp_path)
+
+
+def test_worker_processes_make_the_same_files(tmp_path, small, fake):
+    build(tmp_path / "one", fake)
+    build_pack(str(tmp_path / "two"), synthesise=fake, workers=2)
+    for name in SMALL:
+        assert sha256(tmp_path / "one" / f"{name}.wav") == sha256(tmp_path / "two" / f"{name}.wav")
+
+
+# Studio recordings.
+
+
+def test_a_studio_recording_replaces_the_synthesised_prompt_and_is_kept(tmp_path, small, fake):
+    build(tmp_path, fake)
+    studio = write_pcm(tmp_path / "studio" / "zh" / "welcome.wav", [1000, -1000] * 8000)
+    fake.calls.clear()
+    report = build(tmp_path, fake)
+    assert report.studio == ["zh/welcome"] and report.made == []
+    assert sha256(tmp_path / "zh" / "welcome.wav") == sha256(studio)
+    entry = manifest(tmp_path)["zh/welcome"]
+    assert entry["source"] == "studio"
+    assert entry["studio_file"] == "studio/zh/welcome.wav"
+    assert entry["duration_ms"] == 2000
+    assert entry["sha256"] == sha256(studio)
+
+    # Kept through rebuilds, a new engine, --force, a change of text.
+    fake.engine = "fake 2.0"
+    small["zh/welcome"] = "您好。"
+    report = build(tmp_path, fake, force=True)
+    assert "zh/welcome" in report.studio and "zh/welcome" not in report.made
+    assert report.studio_outdated == ["zh/welcome"]
+    assert sha256(tmp_path / "zh" / "welcome.wav") == sha256(studio)
+    assert "zh/您好。" not in fake.calls
+
+    # Taken away: the synthesised prompt comes back.
+    os.remove(studio)
+    assert build(tmp_path, fake).made == ["zh/welcome"]
+    assert manifest(tmp_path)["zh/welcome"]["source"] == "fake 2.0"
+
+
+def test_a_new_studio_take_replaces_the_old_one(tmp_path, small, fake):
+    write_pcm(tmp_path / "studio" / "en" / "goodbye.wav", [500, -500] * 4000)
+    build(tmp_path, fake)
+    second = write_pcm(tmp_path / "studio" / "en" / "goodbye.wav", [700, -700] * 6000)
+    assert build(tmp_path, fake).studio == ["en/goodbye"]
+    assert sha256(tmp_path / "en" / "goodbye.wav") == sha256(second)
+    assert manifest(tmp_path)["en/goodbye"]["duration_ms"] == 1500
+
+
+def test_a_g711_studio_recording_is_taken_as_it_is(tmp_path, small, fake):
+    from callcenter.media.wavfile import WavRecorder
+
+    os.makedirs(tmp_path / "studio" / "zh")
+    recorder = WavRecorder(str(tmp_path / "studio" / "zh" / "goodbye.wav"), "PCMA")
+    recorder.write(b"\x55\xd5" * 4000)
+    recorder.close()
+    build(tmp_path, fake)
+    assert manifest(tmp_path)["zh/goodbye"]["duration_ms"] == 1000
+    assert load_prompt(resolve(str(tmp_path), "zh/goodbye"), "PCMU")
+
+
+def test_a_studio_recording_that_cannot_be_played_is_reported_and_the_rest_built(tmp_path, small, fake):
+    write_pcm(tmp_path / "studio" / "zh" / "welcome.wav", [0] * 16000, rate=16000)
+    with pytest.raises(PromptPackError) as caught:
+        build(tmp_path, fake)
+    assert caught.value.problems == [f"studio recording of zh/welcome: {tmp_path}/studio/zh/welcome.wav: "
+                                     "16000 Hz, prompts must be 8000 Hz (we do not resample)"]
+    assert sorted(caught.value.report.made) == ["en/goodbye", "en/welcome", "zh/goodbye"]
+    assert set(manifest(tmp_path)) == {"en/goodbye", "en/welcome", "zh/goodbye"}
+
+
+def test_a_studio_recording_of_no_prompt_is_a_warning(tmp_path, small, fake):
+    write_pcm(tmp_path / "studio" / "en" / "welcom.wav", [0] * 800)
+    report = build(tmp_path, fake)
+    assert report.warnings == [f"{tmp_path}/studio/en/welcom.wav: no prompt en/welcom in the catalogue, not used"]
+
+
+def test_a_file_edited_in_place_is_not_overwritten(tmp_path, small, fake):
+    build(tmp_path, fake)
+    edited = write_pcm(tmp_path / "en" / "welcome.wav", [300, -300] * 4000)
+    small["en/welcome"] = "Welcome."
+    with pytest.raises(PromptPackError) as caught:
+        build(tmp_path, fake)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{edited}: changed since it was made")
+    assert f"move it to {tmp_path}/studio/en/welcome.wav" in problem
+    assert sha256(edited) != manifest(tmp_path)["en/welcome"]["sha256"]
+    assert read_wav(edited)[:2] == array("h", [300, -300])
+    # --force replaces it.
+    assert build(tmp_path, fake, force=True).made.count("en/welcome") == 1
+    assert sha256(edited) == manifest(tmp_path)["en/welcome"]["sha256"]
+
+
+# Errors.
+
+
+def test_a_synthesis_failure_names_the_prompt_and_keeps_what_was_made(tmp_path, small, fake):
+    fake.fail_on = SMALL["zh/goodbye"]
+    with pytest.raises(SynthesisError, match="^prompt zh/goodbye: fake: no voice for that$"):
+        build(tmp_path, fake)
+    assert set(manifest(tmp_path)) == {"zh/welcome", "en/welcome"}
+    fake.fail_on = None
+    fake.calls.clear()
+    assert sorted(build(tmp_path, fake).made) == ["en/goodbye", "zh/goodbye"]
+
+
+def test_silence_from_the_synthesiser_is_an_error(tmp_path, small):
+    class Mute(FakeSynthesiser):
+        def __call__(self, text, language):
+            return 8000, array("h", [0] * 8000)
+
+    with pytest.raises(PromptPackError, match="prompt zh/welcome: the synthesiser gave only silence"):
+        build(tmp_path, Mute(), names=["zh/welcome"])
+
+
+def test_unknown_names_and_languages_are_errors(tmp_path, small, fake):
+    with pytest.raises(PromptPackError) as caught:
+        build(tmp_path, fake, names=["zh/welcome", "hello", "fr/welcome"])
+    assert caught.value.problems == [
+        "prompt 'hello' is not in the catalogue of zh, en",
+        "prompt 'fr/welcome' is not in the catalogue of zh, en",
+    ]
+    with pytest.raises(PromptPackError, match="language 'fr'"):
+        build(tmp_path, fake, languages=("fr",))
+
+
+def test_an_unreadable_manifest_is_an_error(tmp_path, small, fake):
+    (tmp_path / "manifest.json").write_text("{")
+    with pytest.raises(PromptPackError, match="manifest.json: unreadable"):
+        build(tmp_path, fake)
+
+
+def test_resolve_names_a_missing_prompt(tmp_path, small, fake):
+    with pytest.raises(PromptNotFound, match=r"^prompt zh/welcome: no file .*zh/welcome.wav \(build the pack"):
+        resolve(str(tmp_path), "zh/welcome")
+    with pytest.raises(PromptPackError, match="not LANG/SLUG"):
+        resolve(str(tmp_path), "../etc/passwd")
+
+
+def script(tmp_path, body):
+    path = tmp_path / "espeak-ng"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_espeak_failures_name_the_prompt_and_say_what_espeak_said(tmp_path, small):
+    failing = Espeak(script(
+        tmp_path,
+        'case "$1" in --version) echo "eSpeak NG text-to-speech: 1.51  Data at: /x";; '
+        '*) echo "Error: voice not found" >&2; exit 1;; esac',
+    ))
+    with pytest.raises(SynthesisError) as caught:
+        build(tmp_path / "pack", failing, names=["en/welcome"])
+    assert str(caught.value) == (
+        "prompt en/welcome: en 'Welcome to the securities phone trading service.': "
+        f"{tmp_path}/espeak-ng exited with status 1: Error: voice not found"
+    )
+
+    slow = Espeak(script(tmp_path, "exec sleep 10"), timeout=0.2)
+    with pytest.raises(SynthesisError, match=r"did not finish within 0.2 s"):
+        slow("你好", "zh")
+
+    missing = Espeak(str(tmp_path / "nowhere" / "espeak-ng"))
+    with pytest.raises(SynthesisError, match="is not installed"):
+        build(tmp_path / "pack", missing)
+
+
+# The command.
+
+
+def test_the_command_says_what_it_made_reused_and_kept(tmp_path, small, fake, monkeypatch, capfd):
+    monkeypatch.setattr(prompts, "espeak", fake)
+    write_pcm(tmp_path / "studio" / "zh" / "goodbye.wav", [1000, -1000] * 800)
+    assert cli.main(["prompts", "build", "--dir", str(tmp_path), "--lang", "zh"]) == 0
+    out, err = capfd.readouterr()
+    summary = rf"prompts in {tmp_path} \(zh 2\): 1 made, 0 reused, 1 kept as studio recordings; [0-9.]+ s\n"
+    assert re.fullmatch(summary, out)
+    assert err == ""
+    cli.main(["prompts", "build", "--dir", str(tmp_path)])
+    out, _ = capfd.readouterr()
+    assert out.startswith(f"prompts in {tmp_path} (zh 2, en 2): 2 made, 1 reused, 1 kept as studio recordings;")
+
+
+def test_the_command_reports_problems_with_status_2(tmp_path, small, fake, monkeypatch, capfd):
+    monkeypatch.setattr(prompts, "espeak", fake)
+    write_pcm(tmp_path / "studio" / "zh" / "goodbye.wav", [0] * 100, rate=11025)
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["prompts", "build", "--dir", str(tmp_path)])
+    assert caught.value.code == 2
+    _, err = capfd.readouterr()
+    assert err == (f"callcenter: studio recording of zh/goodbye: {tmp_path}/studio/zh/goodbye.wav: "
+                   "11025 Hz, prompts must be 8000 Hz (we do not resample)\n")
+
+
+# The resampler.
+
+
+def tone(frequency, rate, seconds=0.5, amplitude=10000):
+    return [amplitude * math.sin(2 * math.pi * frequency * i / rate) for i in range(int(rate * seconds))]
+
+
+@pytest.mark.parametrize("frequency", [300, 1000, 3400])
+def test_the_resampler_passes_the_telephone_band(frequency):
+    out = resample(tone(frequency, 22050), 22050)
+    assert len(out) == 4000
+    assert abs(rms_dbfs(out[200:-200]) - rms_dbfs(tone(frequency, 8000))) < 0.05
+
+
+@pytest.mark.parametrize("frequency", [4400, 5000, 6000, 9000])
+def test_the_resampler_stops_what_would_fold_back(frequency):
+    out = resample(tone(frequency, 22050), 22050)
+    assert rms_dbfs(out[200:-200]) - rms_dbfs(tone(1000, 8000)) < -60
+
+
+def test_the_resampler_from_16khz():
+    out = resample(tone(1000, 16000), 16000)
+    assert len(out) == 4000
+    assert abs(rms_dbfs(out[200:-200]) - rms_dbfs(tone(1000, 8000))) < 0.05
+
+
+# The real synthesiser.
+
+
+def test_espeak_ng_makes_mandarin_and_english_prompts(tmp_path):
+    report = build_pack(str(tmp_path), names=["zh/welcome", "en/welcome"], workers=1)
+    assert sorted(report.made) == ["en/welcome", "zh/welcome"]
+    entries = manifest(tmp_path)
+    for name in ("zh/welcome", "en/welcome"):
+        entry = entries[name]
+        assert re.fullmatch(r"espeak-ng \d+\.\d+\S*", entry["source"])
+        path = resolve(str(tmp_path), name)
+        samples = read_wav(path)
+        seconds = len(samples) / 8000
+        # 14 syllables, 8 words: two to five seconds at an IVR's pace.
+        assert 2 < seconds < 5, (name, seconds)
+        assert entry["duration_ms"] == round(seconds * 1000)
+        assert -26 < rms_dbfs(samples) < -18, name
+        assert max(map(abs, samples)) <= 23197
+        frames = load_prompt(path, "PCMU")
+        assert len(frames) == math.ceil(len(samples) / 160)
+        assert {len(frame) for frame in frames} == {160}
