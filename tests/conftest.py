@@ -68,3 +68,29 @@ def database(db_url):
         yield db
     finally:
         db.close()
+
+
+@pytest.fixture
+def running_store(db_url):
+    """A started L{StoreService} on a new database (the reactor's threads run its work)."""
+    import pytest_twisted
+    from twisted.internet import reactor
+
+    from callcenter.config import StorageConfig
+    from callcenter.metrics import Metrics
+    from callcenter.store.service import StoreService
+
+    service = StoreService(StorageConfig(url=db_url), reactor, Metrics())
+    service.privilegedStartService()
+    service.startService()
+    yield service
+    pytest_twisted.blockon(service.stopService())
+
+
+@pytest.fixture
+def servers():
+    """Register server processes to be killed after the test if still running."""
+    started = []
+    yield started.append
+    for server in started:
+        server.stop_if_running()

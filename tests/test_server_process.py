@@ -11,14 +11,6 @@ import sqlalchemy as sa
 from processes import callcenter, get_json, get_text, server_config, twistd, twistd_tac, write_config
 
 
-@pytest.fixture
-def servers():
-    started = []
-    yield started.append
-    for server in started:
-        server.stop_if_running()
-
-
 def ledger_config(tmp_path, db_url, announce_every=25):
     return server_config(
         tmp_path / "callcenter.toml",

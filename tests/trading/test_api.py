@@ -1003,11 +1003,8 @@ class Service:
 
 
 @pytest.fixture
-def service(db_url):
-    from callcenter.config import StorageConfig
+def service(running_store):
     from callcenter.events import InProcessEventBus
-    from callcenter.metrics import Metrics
-    from callcenter.store.service import StoreService
     from callcenter.trading.accounts import Logins
     from callcenter.trading.calendar import TradingCalendar
     from callcenter.trading.clock import FixedTradingClock
@@ -1016,9 +1013,7 @@ def service(db_url):
     from callcenter.trading.marketdata import RandomWalkFeed
     from callcenter.trading.service import TradingService
 
-    store = StoreService(StorageConfig(url=db_url), reactor, Metrics())
-    store.privilegedStartService()
-    store.startService()
+    store = running_store
     store._database.transaction(_seed_for_service)
     clock = Clock()
     clock.advance(START)
@@ -1038,7 +1033,6 @@ def service(db_url):
     root.client = StubTreq(root)
     yield Service(trading, root.client, bus, clock)
     pytest_twisted.blockon(trading.stopService())
-    pytest_twisted.blockon(store.stopService())
 
 
 @pytest_twisted.inlineCallbacks

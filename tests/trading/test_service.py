@@ -17,13 +17,10 @@ import sqlalchemy as sa
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
-from callcenter.config import StorageConfig
 from callcenter.events import InProcessEventBus
-from callcenter.metrics import Metrics
 from callcenter.passwords import hash_password
-from callcenter.store.schema import alert_rules, audit_log, branches, customers, fund_accounts, instruments
+from callcenter.store.schema import audit_log, branches, customers, fund_accounts, instruments
 from callcenter.store.schema import allowed_callers, positions
-from callcenter.store.service import StoreService
 from callcenter.trading.accounts import Logins
 from callcenter.trading.calendar import CHINA_STANDARD_TIME, TradingCalendar
 from callcenter.trading.clock import FixedTradingClock
@@ -63,13 +60,9 @@ def _seed(connection):
 
 
 @pytest.fixture
-def store(db_url):
-    service = StoreService(StorageConfig(url=db_url), reactor, Metrics())
-    service.privilegedStartService()
-    service.startService()
-    service._database.transaction(_seed)
-    yield service
-    pytest_twisted.blockon(service.stopService())
+def store(running_store):
+    running_store._database.transaction(_seed)
+    return running_store
 
 
 class Harness:

@@ -34,14 +34,6 @@ def config(tmp_path, db_url):
     )
 
 
-@pytest.fixture
-def servers():
-    started = []
-    yield started.append
-    for server in started:
-        server.stop_if_running()
-
-
 def call(port, method, path, body=None, token=None):
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1{path}", method=method)
     if body is not None:
@@ -84,12 +76,17 @@ def sell_at_limit_down(port, token):
     }, token=token)
 
 
-def test_an_investor_sells_over_http_and_the_books_follow(config, servers):
+def start(config, servers):
+    """A server started and ready to trade: its process, HTTP port and a session token."""
     server = twistd(config)
     servers(server)
     port = server.http_port()
     server.wait_for("trading ready")
-    token = login(port)
+    return server, port, login(port)
+
+
+def test_an_investor_sells_over_http_and_the_books_follow(config, servers):
+    server, port, token = start(config, servers)
     status, order = sell_at_limit_down(port, token)
     assert status == 201, order
     done = until_final(port, token, order["order_no"])
@@ -104,20 +101,12 @@ def test_an_investor_sells_over_http_and_the_books_follow(config, servers):
 
 
 def test_an_acknowledged_order_survives_sigkill(config, servers):
-    server = twistd(config)
-    servers(server)
-    port = server.http_port()
-    server.wait_for("trading ready")
-    token = login(port)
+    server, port, token = start(config, servers)
     status, order = sell_at_limit_down(port, token)
     assert status == 201, order
     server.kill()
 
-    restarted = twistd(config)
-    servers(restarted)
-    port = restarted.http_port()
-    restarted.wait_for("trading ready")
-    token = login(port)
+    restarted, port, token = start(config, servers)
     done = until_final(port, token, order["order_no"])
     assert done["status"] == "filled" and done["filled_quantity"] == 500
     status, held = call(port, "GET", "/positions", token=token)
