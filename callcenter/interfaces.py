@@ -171,3 +171,16 @@ class IWebAPI(Interface):
         C{prefix} (a Klein app's resource: its routes omit the prefix).
         Called once; the result is kept.
         """
+
+
+class IFlows(Interface):
+    """
+    The IVR's call flows by name: what a SIP route (C{"ivr:trading"}) and a
+    FastAGI URL (C{agi://host:4573/trading}) run for a call.
+    """
+
+    def get(name):
+        """C{flow(channel) -> Deferred} for this name, or None if there is none."""
+
+    def names():
+        """The flow names offered, sorted."""

@@ -24,7 +24,8 @@ DEFAULT_PORT = 4573
 
 class FastAGIFactory(Factory):
     """
-    @param flows: a mapping from flow name to C{flow(channel)}.
+    @param flows: anything with C{get(name)} giving C{flow(channel)} or None:
+        a dict, or the IVR's L{callcenter.interfaces.IFlows}.
     @param clock: the reactor's IReactorTime (header timeouts).
     @param max_sessions: connections served at once; more are closed at
         once with a log line (Asterisk then goes on with AGISTATUS=FAILURE).
@@ -40,7 +41,8 @@ class FastAGIFactory(Factory):
     def __init__(
         self, flows, clock, max_sessions=200, header_timeout=10.0, allowed_peers=None, channel_options=None
     ):
-        self.flows = dict(flows)
+        # Looked up per call: the IVR may offer its flows after we are built.
+        self.flows = flows
         self.clock = clock
         self.max_sessions = max_sessions
         self.header_timeout = header_timeout

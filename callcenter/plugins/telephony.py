@@ -1,4 +1,5 @@
 import os
+import re
 from dataclasses import dataclass
 
 from twisted.plugin import IPlugin
@@ -30,8 +31,8 @@ class RouteTable(Kind):
 
     targets = ("echo", "tone", "dtmf", "conference")
     expected = (
-        'a table of dialled numbers to "echo", "tone", "dtmf" or "conference" (a room named by '
-        'the number), such as {"9196" = "echo"}'
+        'a table of dialled numbers to "echo", "tone", "dtmf", "conference" (a room named by '
+        'the number) or "ivr:<flow>" (an IVR flow, e.g. "ivr:trading"), such as {"9196" = "echo"}'
     )
 
     def parse(self, value):
@@ -40,7 +41,7 @@ class RouteTable(Kind):
         for number, target in value.items():
             if not number or not all(c in "0123456789*#+" for c in number):
                 raise Mismatch(f"not a dialable number: {show(number)}")
-            if target not in self.targets:
+            if target not in self.targets and not re.fullmatch(r"ivr:[a-z][a-z0-9_-]*", target):
                 raise Mismatch(f"unknown target {show(target)} for {number}")
         return tuple(sorted(value.items()))
 

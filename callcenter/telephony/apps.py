@@ -5,6 +5,7 @@ Each takes an IChannel and returns (a Deferred) when the call should end.
 
 from twisted.internet import defer
 
+from callcenter.interfaces import IFlows
 from callcenter.media import g711
 from callcenter.media.tones import tone_frames
 
@@ -42,6 +43,24 @@ def dtmf_test(channel):
     yield channel.answer()
     digits = yield channel.collect_digits(20, first_timeout=10, inter_digit_timeout=5, terminators="#")
     channel.log.info("DTMF test: caller pressed {digits}", digits=digits or "nothing")
+
+
+def ivr_application(flow_name, components):
+    """
+    The IVR flow C{flow_name}, looked up per call: the ivr subsystem may be
+    built after us, or not enabled (the caller then hears 480).
+    """
+
+    def application(channel):
+        flows = components.lookup(IFlows)
+        flow = flows.get(flow_name) if flows is not None else None
+        if flow is None:
+            channel.log.warn("no IVR flow {flow!r}: enable [ivr]", flow=flow_name)
+            channel.hangup("unavailable")
+            return None
+        return flow(channel)
+
+    return application
 
 
 APPLICATIONS = {"echo": echo_test, "tone": tone_test, "dtmf": dtmf_test}

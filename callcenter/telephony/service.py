@@ -27,6 +27,7 @@ from callcenter.sip.trunk import Trunk, udp_destinations
 from callcenter.sip.transport import SIPCore, SIPDatagramProtocol, SIPStreamFactory, destination_of
 from callcenter.telephony.apps import APPLICATIONS
 from callcenter.telephony.b2bua import Connector
+from callcenter.telephony.apps import ivr_application
 from callcenter.telephony.conferences import Conferences
 from callcenter.telephony.routing import Router, TrunkRoute
 
@@ -115,10 +116,7 @@ class TelephonyService(MultiService):
         ]
         self.conferences = Conferences(self.media)
         self.router = Router(
-            {
-                number: self.conferences.application(number) if target == "conference" else APPLICATIONS[target]
-                for number, target in config.routes
-            },
+            {number: self._application(target, number, context.components) for number, target in config.routes},
             self.authenticator,
             self.accounts,
             self.connector,
@@ -169,6 +167,13 @@ class TelephonyService(MultiService):
 
     def _route(self, request, source, caller):
         return self.router.route(request, source, caller)
+
+    def _application(self, target, number, components):
+        if target == "conference":
+            return self.conferences.application(number)
+        if target.startswith("ivr:"):
+            return ivr_application(target[len("ivr:"):], components)
+        return APPLICATIONS[target]
 
     def startService(self):
         self.media.start()

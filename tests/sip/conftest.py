@@ -2,19 +2,22 @@
 
 import pytest
 
+from baresip import Baresip
+
 from processes import callcenter, server_config, twistd
 from telephony_server import ETC, SERVICE_NUMBERS, Server
 
 
 @pytest.fixture
 def start_server(tmp_path, db_url):
-    """Start the server, demo data loaded, with these [telephony] settings."""
+    """Start the server, demo data loaded, with these [telephony] settings (and other tables)."""
     started = []
 
-    def start(**telephony):
+    def start(extra_tables=None, **telephony):
         config = server_config(
             tmp_path / "callcenter.toml",
             db_url,
+            **(extra_tables or {}),
             telephony={
                 "udp": "127.0.0.1:0",
                 "tcp": "tcp:0:interface=127.0.0.1",
@@ -37,3 +40,21 @@ def start_server(tmp_path, db_url):
 @pytest.fixture
 def server(start_server):
     return start_server()
+
+
+@pytest.fixture
+def softphone(tmp_path):
+    """Start a baresip in its own directory; all are stopped at the end."""
+    phones = []
+
+    def start(name="phone", wav=None):
+        directory = tmp_path / name
+        directory.mkdir()
+        phones.append(Baresip(directory, wav=wav))
+        return phones[-1]
+
+    try:
+        yield start
+    finally:
+        for phone in phones:
+            phone.stop()

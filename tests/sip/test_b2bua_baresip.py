@@ -9,7 +9,7 @@ other's.
 
 import pytest
 
-from test_baresip import registration, softphone  # noqa: F401 (a fixture)
+from test_baresip import registration
 from test_call_audio import dominant_frequency, power_at, read_wav, rms, sine, write_wav
 
 
@@ -20,7 +20,7 @@ def heard(phone):
 
 
 @pytest.mark.parametrize("codecs", [("PCMU", "PCMU"), ("PCMU", "PCMA")])
-def test_one_extension_calls_another_and_they_hear_each_other(tmp_path, server, softphone, codecs):  # noqa: F811
+def test_one_extension_calls_another_and_they_hear_each_other(tmp_path, server, softphone, codecs):
     caller = softphone("caller", wav=write_wav(tmp_path / "caller.wav", sine(1000, 3.0)))
     callee = softphone("callee", wav=write_wav(tmp_path / "callee.wav", sine(440, 6.0)))
     caller.register("1002", "demo1002", server.udp, codecs=codecs[0])
@@ -47,7 +47,7 @@ def test_one_extension_calls_another_and_they_hear_each_other(tmp_path, server, 
     assert rms(to_caller) > 2000 and dominant_frequency(to_caller) == 440
 
 
-def test_calling_an_extension_with_a_wrong_password_is_refused(tmp_path, server, softphone):  # noqa: F811
+def test_calling_an_extension_with_a_wrong_password_is_refused(tmp_path, server, softphone):
     intruder = softphone("intruder")
     intruder.command("uanew", "<sip:1002@127.0.0.1>;auth_pass=guess;regint=0;audio_codecs=PCMU")
     intruder.dial(f"sip:1001@127.0.0.1:{server.udp}")
@@ -55,7 +55,7 @@ def test_calling_an_extension_with_a_wrong_password_is_refused(tmp_path, server,
     assert (closed["type"], closed["param"]) == ("CALL_CLOSED", "403 Forbidden"), intruder.events
 
 
-def test_an_extension_with_no_phone_registered_is_unavailable(tmp_path, server, softphone):  # noqa: F811
+def test_an_extension_with_no_phone_registered_is_unavailable(tmp_path, server, softphone):
     caller = softphone("caller")
     caller.register("1002", "demo1002", server.udp)
     assert registration(caller)["type"] == "REGISTER_OK", caller.events
@@ -64,7 +64,7 @@ def test_an_extension_with_no_phone_registered_is_unavailable(tmp_path, server, 
     assert (closed["type"], closed["param"]) == ("CALL_CLOSED", "480 Temporarily Unavailable"), caller.events
 
 
-def talking(tmp_path, server, softphone):  # noqa: F811
+def talking(tmp_path, server, softphone):
     """
     1002 (sending 8 s of 440 Hz) calls 1001 (auto-answer, 20 s of 700 Hz),
     until each hears the other's RTP; returns (caller, callee).
@@ -82,7 +82,7 @@ def talking(tmp_path, server, softphone):  # noqa: F811
     return caller, callee
 
 
-def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, softphone):  # noqa: F811
+def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, softphone):
     """
     Blind transfer (REFER, RFC 3515) from a real phone: the callee sends
     REFER to 9197; the server answers 202, connects the caller to the tone
@@ -105,7 +105,7 @@ def test_the_callee_transfers_the_caller_to_the_tone_number(tmp_path, server, so
     assert power_at(tail, 1000) > 100 * power_at(tail, 700)
 
 
-def test_three_callers_in_a_conference_room_hear_each_other_not_themselves(tmp_path, server, softphone):  # noqa: F811
+def test_three_callers_in_a_conference_room_hear_each_other_not_themselves(tmp_path, server, softphone):
     tones = {"a": 440, "b": 700, "c": 1000}
     phones = {}
     for name, frequency in tones.items():
@@ -127,7 +127,7 @@ def test_three_callers_in_a_conference_room_hear_each_other_not_themselves(tmp_p
                 assert power_at(received, frequency) > 20 * own, (name, other)
 
 
-def test_a_transfer_to_an_outside_number_is_refused(tmp_path, server, softphone):  # noqa: F811
+def test_a_transfer_to_an_outside_number_is_refused(tmp_path, server, softphone):
     """
     A transfer must not cost a toll: REFER to a number that would go out
     through a trunk is accepted (202) and then refused in the NOTIFY (403),

@@ -16,26 +16,7 @@ import wave
 
 import pytest
 
-from baresip import Baresip
 from telephony_server import bindings
-
-@pytest.fixture
-def softphone(tmp_path):
-    """Start a baresip in its own directory; all are stopped at the end."""
-    phones = []
-
-    def start(name="phone", wav=None):
-        directory = tmp_path / name
-        directory.mkdir()
-        phones.append(Baresip(directory, wav=wav))
-        return phones[-1]
-
-    try:
-        yield start
-    finally:
-        for phone in phones:
-            phone.stop()
-
 
 def registration(phone):
     return phone.wait_for_event("REGISTER_OK", "REGISTER_FAIL")

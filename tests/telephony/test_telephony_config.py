@@ -55,3 +55,60 @@ def test_routes_know_the_conference_target():
     assert RouteTable().parse({"9300": "conference", "9196": "echo"}) == (("9196", "echo"), ("9300", "conference"))
     with pytest.raises(Mismatch, match="unknown target"):
         RouteTable().parse({"9301": "party"})
+
+
+def test_routes_reach_ivr_flows_by_name():
+    assert RouteTable().parse({"9500": "ivr:trading"}) == (("9500", "ivr:trading"),)
+    for target in ("ivr:", "ivr:Trading", "ivr:../x", "ivr trading"):
+        with pytest.raises(Mismatch, match="unknown target"):
+            RouteTable().parse({"9500": target})
+
+
+class _Channel:
+    """Just what ivr_application touches of an IChannel."""
+
+    def __init__(self):
+        from twisted.logger import Logger
+
+        self.log = Logger()
+        self.hung_up = []
+
+    def hangup(self, reason="normal"):
+        self.hung_up.append(reason)
+
+
+def test_an_ivr_route_without_the_ivr_subsystem_refuses_the_call_as_unavailable():
+    from callcenter.context import Components
+    from callcenter.telephony.apps import ivr_application
+
+    channel = _Channel()
+    assert ivr_application("trading", Components())(channel) is None
+    assert channel.hung_up == ["unavailable"]
+
+
+def test_an_ivr_route_runs_the_flow_the_ivr_offers_when_the_call_comes():
+    from zope.interface import implementer
+
+    from callcenter.context import Components
+    from callcenter.interfaces import IFlows
+    from callcenter.telephony.apps import ivr_application
+
+    ran = []
+
+    @implementer(IFlows)
+    class Flows:
+        def get(self, name):
+            return {"trading": ran.append}.get(name)
+
+        def names(self):
+            return ["trading"]
+
+    components = Components()
+    application = ivr_application("trading", components)
+    components.provide(IFlows, Flows())  # offered after the route was built
+    channel = _Channel()
+    application(channel)
+    assert ran == [channel] and channel.hung_up == []
+    unknown = _Channel()
+    ivr_application("quotes", components)(unknown)
+    assert unknown.hung_up == ["unavailable"]

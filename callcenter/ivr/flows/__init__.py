@@ -1,0 +1,1 @@
+"""The IVR's call flows, each a plain callable over an IChannel."""
