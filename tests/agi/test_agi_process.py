@@ -32,8 +32,12 @@ class KeypadAsterisk(LineReceiver):
 
     delimiter = b"\n"
 
-    def __init__(self, keys):
+    def __init__(self, keys, caller=CALLER, hang_up_at=None):
         self.keys = list(keys)
+        self.caller = caller
+        # Hang up when a STREAM FILE of this prompt begins (as a caller who
+        # puts the phone down mid-sentence).
+        self.hang_up_at = hang_up_at
         self.commands = []
         self.done = defer.Deferred()
 
@@ -41,7 +45,7 @@ class KeypadAsterisk(LineReceiver):
         self.transport.write(
             b"agi_network: yes\nagi_network_script: trading\nagi_request: agi://127.0.0.1/trading\n"
             b"agi_channel: PJSIP/trunk-00000001\nagi_language: zh\nagi_uniqueid: 1764547200.1\n"
-            + f"agi_callerid: {CALLER}\n".encode()
+            + f"agi_callerid: {self.caller}\n".encode()
             + b"agi_calleridname: unknown\nagi_dnid: 9500\nagi_extension: 9500\nagi_context: from-trunk\n"
             b"agi_priority: 2\nagi_enhanced: 0.0\n\n"
         )
@@ -52,6 +56,9 @@ class KeypadAsterisk(LineReceiver):
         verb = command.split(" ")[0]
         if command.startswith("WAIT FOR DIGIT"):
             answer = f"200 result={ord(self.keys.pop(0))}" if self.keys else "200 result=0"
+        elif self.hang_up_at and command.startswith(f"STREAM FILE {self.hang_up_at}"):
+            self.transport.write(b"HANGUP\n200 result=-1 endpos=0\n")
+            return
         elif command.startswith("STREAM FILE"):
             answer = "200 result=0 endpos=8000"
         elif verb == "HANGUP":
@@ -82,30 +89,70 @@ def server(tmp_path, db_url):
         agi={"listen": "tcp:0:interface=127.0.0.1"},
     )
     process = twistd(config, cwd=tmp_path)
+    process.config_path = config
     yield process
     process.stop_if_running()
 
 
-@pytest_twisted.inlineCallbacks
-def test_asterisk_runs_phone_trading_over_fastagi(server, db_url):
+def rows(db_url, query):
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        found = [tuple(row) for row in connection.execute(sa.text(query)).all()]
+    engine.dispose()
+    return found
+
+
+@defer.inlineCallbacks
+def call(server, keys_for, **options):
+    """Run one simulated Asterisk call; fires with (commands, the price keyed)."""
     port = int(server.wait_for(r"FastAGI listening on 127\.0\.0\.1:(\d+)").group(1))
-    http = server.http_port()
     server.wait_for("trading ready")
-    status, quote = get_json(http, "/api/v1/quotes/600000")
+    status, quote = get_json(server.http_port(), "/api/v1/quotes/600000")
     assert status == 200, quote
     price = quote["limit_down_fen"]
-    keys = f"10010001#135790#2600000#{price // 100}*{price % 100:02d}#100#1"
-    asterisk = KeypadAsterisk(keys)
+    asterisk = KeypadAsterisk(keys_for(f"{price // 100}*{price % 100:02d}#"), **options)
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     yield endpoint.connect(protocol.Factory.forProtocol(lambda: asterisk))
     commands = yield asterisk.done.addTimeout(60, reactor)
+    return commands, price
+
+
+ORDERS = "SELECT side, quantity, price_fen, channel, caller FROM orders WHERE fund_account_no = '10010001'"
+
+
+@pytest_twisted.inlineCallbacks
+def test_asterisk_runs_phone_trading_over_fastagi(server, db_url):
+    commands, price = yield call(server, lambda price: f"10010001#135790#2600000#{price}100#1")
     assert commands[0] == "ANSWER"
     assert any(c.startswith("STREAM FILE zh/order-placed") for c in commands), commands
-    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as connection:
-        [order] = connection.execute(sa.text(
-            "SELECT side, quantity, price_fen, channel, caller FROM orders WHERE fund_account_no = '10010001'"
-        )).all()
-    engine.dispose()
-    assert tuple(order) == ("sell", 100, price, "phone", CALLER)
+    assert rows(db_url, ORDERS) == [("sell", 100, price, "phone", CALLER)]
     assert "135790" not in server.output
+
+
+@pytest_twisted.inlineCallbacks
+def test_three_wrong_passwords_end_the_call_with_nothing_done(server, db_url):
+    commands, _ = yield call(server, lambda price: "10010001#111111#222222#333333#")
+    assert any(c.startswith("STREAM FILE zh/too-many-attempts") for c in commands), commands
+    assert commands[-1] == "HANGUP"
+    assert rows(db_url, ORDERS) == []
+    outcomes = rows(db_url, "SELECT outcome FROM audit_log WHERE action = 'login'")
+    assert outcomes == [("wrong_password",)] * 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_restricted_account_refuses_other_callers(server, db_url):
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "callcenter"), "account", "callers",
+                    "10010001", "13800138001", "--config", server.config_path], check=True, capture_output=True)
+    commands, _ = yield call(server, lambda price: "10010001#135790#", caller="02155550000")
+    assert any(c.startswith("STREAM FILE zh/caller-not-allowed") for c in commands), commands
+    assert rows(db_url, "SELECT outcome, caller FROM audit_log WHERE action = 'login'") == [
+        ("caller_not_allowed", "02155550000")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_hang_up_during_the_read_back_places_no_order(server, db_url):
+    commands, _ = yield call(
+        server, lambda price: f"10010001#135790#2600000#{price}100#", hang_up_at="zh/confirm-or-reenter"
+    )
+    assert any(c.startswith("STREAM FILE zh/confirm-or-reenter") for c in commands), commands
+    assert rows(db_url, ORDERS) == []
