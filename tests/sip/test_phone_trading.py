@@ -34,7 +34,12 @@ def prompt_pack():
 
 
 @pytest.fixture
-def trading_server(start_server, prompt_pack):
+def trading_server(backend, start_server, prompt_pack):
+    if backend != "sqlite":
+        # About 70 s of prompts in real time.  The same flow on PostgreSQL
+        # is covered by tests/agi/test_agi_process.py; this test is about
+        # the SIP and audio path, which does not depend on the database.
+        pytest.skip("the SIP audio path runs once, on SQLite")
     return start_server(
         routes={TRADING_NUMBER: "ivr:trading"},
         extra_tables={
@@ -58,12 +63,7 @@ def price_keys(fen):
     return f"{fen // 100}*{fen % 100:02d}#"
 
 
-def test_a_caller_sells_100_shares_by_dtmf_and_the_order_is_audited(backend, trading_server, softphone, db_url):
-    if backend != "sqlite":
-        # About 70 s of prompts in real time.  The same flow on PostgreSQL
-        # is covered by tests/agi/test_agi_process.py; this test is about
-        # the SIP and audio path, which does not depend on the database.
-        pytest.skip("the SIP audio path runs once, on SQLite")
+def test_a_caller_sells_100_shares_by_dtmf_and_the_order_is_audited(trading_server, softphone, db_url):
     server = trading_server
     server.process.wait_for("trading ready")
     status, quote = get_json(server.http, "/api/v1/quotes/600000")
