@@ -20,6 +20,8 @@ class IVRService(Service):
     @param prompter: an L{callcenter.ivr.dialogue.IPrompter}.
     """
 
+    # The flows speak Mandarin; the English pack is built for the English
+    # flows to come (a caller choosing a language at the welcome).
     def __init__(self, components, prompter, language="zh", max_login_attempts=3):
         self._components = components
         self._prompter = prompter
@@ -59,7 +61,7 @@ class IVRService(Service):
 
 def ivr_service(config, context):
     service = IVRService(
-        context.components, PackPrompter(config.prompts), config.language, config.max_login_attempts
+        context.components, PackPrompter(config.prompts), max_login_attempts=config.max_login_attempts
     )
     context.components.provide(IFlows, service)
     return service

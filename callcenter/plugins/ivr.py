@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from callcenter.config import Integer, OneOf, Text, setting
+from callcenter.config import Integer, Text, setting
 from callcenter.interfaces import ISubsystem
 
 
@@ -15,7 +15,6 @@ class IVRConfig:
         "Directory of the prompt pack (callcenter prompts build --dir ...); studio recordings go "
         "in its studio/ folder.",
     )
-    language: str = setting(OneOf("zh", "en"), "zh", "The language callers hear first.")
     max_login_attempts: int = setting(
         Integer(1, 5), 3, "Wrong trading passwords one call may try before it is ended."
     )
