@@ -19,6 +19,9 @@ The ``callcenter`` command: administration without starting the server.
     callcenter audit verify [--config FILE] [--anchor SEQ:HASH]
     callcenter audit head [--config FILE]
     callcenter prompts build [--dir DIR] [--lang zh|en ...] [--force]
+    callcenter ivr category add [--config FILE] CODE NAME_ZH NAME_EN
+    callcenter ivr editor add [--config FILE] ID NAME [--pin-stdin]
+    callcenter ivr expert add [--config FILE] NO NAME_ZH NAME_EN [--pin-stdin]
 
 Problems are reported one per line on standard error with exit status 2;
 audit verify exits with status 1 when the audit log is not intact.
@@ -398,6 +401,61 @@ def prompts_build(args):
     )
 
 
+def _new_pin(args, who):
+    """
+    A new phone PIN (4 to 12 digits), hashed: from standard input with
+    --pin-stdin, else asked twice without echo; never from the command line.
+    """
+    from callcenter.passwords import hash_password
+
+    if args.pin_stdin:
+        pin = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        exit_with([f"no terminal to ask for the {who}'s PIN: give it on standard input with --pin-stdin"],
+                  CONFIG_ERROR)
+    else:
+        pin = getpass.getpass(f"new {who} PIN (4 to 12 digits): ")
+        if getpass.getpass("the same again: ") != pin:
+            exit_with(["the two PINs differ"], CONFIG_ERROR)
+    if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
+        exit_with([f"the {who}'s PIN must be 4 to 12 digits, keyed on the phone"], CONFIG_ERROR)
+    return hash_password(pin)
+
+
+def _ivr_change(args, work, *work_args):
+    database = _opened(args)
+    try:
+        try:
+            return _run(database, work, *work_args)
+        except ValueError as e:
+            exit_with([str(e)], CONFIG_ERROR)
+    finally:
+        database.close()
+
+
+def ivr_category_add(args):
+    from callcenter.ivr.bulletins import add_category
+
+    _ivr_change(args, add_category, args.code, args.name_zh.strip(), args.name_en.strip())
+    print(f"bulletin category {args.code}: {args.name_zh.strip()} / {args.name_en.strip()}")
+
+
+def ivr_editor_add(args):
+    from callcenter.ivr.bulletins import add_editor
+
+    pin_hash = _new_pin(args, "editor")
+    _ivr_change(args, add_editor, args.id, args.name.strip(), pin_hash)
+    print(f"editor {args.id} ({args.name.strip()}) added")
+
+
+def ivr_expert_add(args):
+    from callcenter.ivr.bulletins import add_expert
+
+    pin_hash = _new_pin(args, "expert")
+    _ivr_change(args, add_expert, args.no, args.name_zh.strip(), args.name_en.strip(), pin_hash)
+    print(f"expert mailbox {args.no} ({args.name_zh.strip()} / {args.name_en.strip()}) added")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -524,6 +582,36 @@ def _parser():
         "--force", action="store_true", help="synthesise every prompt anew (studio recordings are still kept)"
     )
     building.set_defaults(run=prompts_build)
+
+    ivr = commands.add_parser(
+        "ivr", help="bulletin categories, editors and expert mailboxes of the voice information service"
+    ).add_subparsers(dest="ivr_command", required=True, metavar="WHAT")
+
+    def ivr_add(what, run, help, pin=False):
+        # No abbreviations: "--pin 1234" must not pass for --pin-stdin.
+        p = ivr.add_parser(what, help=help).add_subparsers(dest="ivr_action", required=True, metavar="ACTION")
+        adding = p.add_parser("add", help=help, allow_abbrev=False)
+        with_config(adding)
+        if pin:
+            adding.add_argument(
+                "--pin-stdin",
+                action="store_true",
+                help="read the PIN from the first line of standard input instead of asking for it",
+            )
+        adding.set_defaults(run=run)
+        return adding
+
+    category = ivr_add("category", ivr_category_add, "add or rename a bulletin category")
+    category.add_argument("code", metavar="CODE", help="the key callers press for it, 1 to 8")
+    category.add_argument("name_zh", metavar="NAME_ZH")
+    category.add_argument("name_en", metavar="NAME_EN")
+    editor = ivr_add("editor", ivr_editor_add, "add an editor who records bulletins by phone", pin=True)
+    editor.add_argument("id", metavar="ID", help="editor id, digits")
+    editor.add_argument("name", metavar="NAME")
+    expert = ivr_add("expert", ivr_expert_add, "add an expert and their mailbox", pin=True)
+    expert.add_argument("no", metavar="NO", help="mailbox number, digits")
+    expert.add_argument("name_zh", metavar="NAME_ZH")
+    expert.add_argument("name_en", metavar="NAME_EN")
     return parser
 
 
@@ -533,7 +621,7 @@ def main(argv=None):
     if unrecognized:
         # Not repeated for account commands: a password typed on the command
         # line would land in a terminal's scrollback or a script's log.
-        shown = "not shown" if args.command == "account" else " ".join(unrecognized)
+        shown = "not shown" if args.command in ("account", "ivr") else " ".join(unrecognized)
         parser.error(f"unrecognized arguments: {shown}")
     if getattr(args, "config", "") is None:
         args.config = default_config_path()

@@ -291,6 +291,25 @@ PHRASES = MappingProxyType({
     "en/no-bulletins": "There are no new bulletins.",
     "zh/end-of-bulletin": "本条公告播放完毕。",
     "en/end-of-bulletin": "End of bulletin.",
+    "zh/choose-category": "请按类别编号选择公告，编辑录制公告请按9，返回请按星号键。",
+    "en/choose-category": (
+        "Please press the number of a bulletin category. Editors recording a bulletin, press 9. "
+        "To go back, press star."
+    ),
+    "zh/choose-category-to-record": "请按类别编号选择要录制的公告类别，返回请按星号键。",
+    "en/choose-category-to-record": (
+        "Please press the number of the category to record a bulletin for. To go back, press star."
+    ),
+    "zh/no-more-bulletins": "没有更多公告了。",
+    "en/no-more-bulletins": "There are no more bulletins.",
+    "zh/enter-editor-id": "请输入编辑工号，以井号键结束。",
+    "en/enter-editor-id": "Please enter your editor number, followed by the hash key.",
+    "zh/enter-pin": "请输入密码，以井号键结束。",
+    "en/enter-pin": "Please enter your PIN, followed by the hash key.",
+    "zh/pin-locked": "由于密码连续输错，该号码已被锁定，请联系系统管理员。",
+    "en/pin-locked": "This number has been locked after too many wrong PINs. Please contact the administrator.",
+    "zh/bulletin-published": "公告已发布。",
+    "en/bulletin-published": "The bulletin has been published.",
     "zh/price-alert": "您好，这里是证券公司客户服务中心，您设置的股价提醒已触发。",
     "en/price-alert": "Hello, this is your broker's customer service centre with the price alert you set.",
     # Expert mailboxes: callers listening and leaving messages, experts
@@ -340,6 +359,34 @@ PHRASES = MappingProxyType({
     ),
     "zh/commentary-published": "您的点评已发布。",
     "en/commentary-published": "Your commentary has been published.",
+    "zh/experts-menu": "收听名家股评请按1，专家录制点评请按9，返回请按星号键。",
+    "en/experts-menu": (
+        "To hear the experts' commentary, press 1. Experts recording a commentary, press 9. "
+        "To go back, press star."
+    ),
+    "zh/commentary-menu": "收听最新点评请按1，上一条请按4，重听请按5，下一条请按6，返回请按星号键。",
+    "en/commentary-menu": (
+        "For the latest commentary, press 1. For the previous one, press 4. To hear it again, press 5. "
+        "For the next one, press 6. To go back, press star."
+    ),
+    "zh/no-more-commentaries": "没有更多点评了。",
+    "en/no-more-commentaries": "There are no more commentaries.",
+    "zh/expert-menu": "录制新点评请按1，管理已录点评请按2，返回请按星号键。",
+    "en/expert-menu": (
+        "To record a new commentary, press 1. To manage your commentaries, press 2. To go back, press star."
+    ),
+    "zh/publish-now": "立即发布请按1，保存为草稿请按2。",
+    "en/publish-now": "To publish it now, press 1. To keep it as a draft, press 2.",
+    "zh/commentary-saved": "点评已保存为草稿。",
+    "en/commentary-saved": "Your commentary has been saved as a draft.",
+    "zh/commentary-draft": "草稿。",
+    "en/commentary-draft": "Draft.",
+    "zh/commentary-is-published": "已发布。",
+    "en/commentary-is-published": "Published.",
+    "zh/manage-commentary": "发布请按1，删除请按2，下一条请按3，返回请按星号键。",
+    "en/manage-commentary": (
+        "To publish it, press 1. To delete it, press 2. For the next one, press 3. To go back, press star."
+    ),
 })
 
 _NAME = re.compile(r"([a-z]{2,3})/([a-z0-9][a-z0-9-]*)\Z")

@@ -18,17 +18,32 @@ class IVRService(Service):
     @param components: the shared registry; the trading service is looked
         up there when a call arrives, since subsystems start in any order.
     @param prompter: an L{callcenter.ivr.dialogue.IPrompter}.
+    @param store: the IStore the bulletin and expert flows keep their data in.
+    @param reactor: its thread pool checks editors' and experts' PINs (argon2).
+    @param recordings: the directory of bulletins' and commentaries' recordings.
     """
 
     # The flows speak Mandarin; the English pack is built for the English
     # flows to come (a caller choosing a language at the welcome).
-    def __init__(self, components, prompter, language="zh", max_login_attempts=3):
+    def __init__(
+        self, components, prompter, language="zh", max_login_attempts=3, store=None, reactor=None,
+        clock=None, recordings="var/recordings",
+    ):
         self._components = components
         self._prompter = prompter
         self._dialogue = Dialogue(prompter, language)
         self._language = language
         self._max_login_attempts = max_login_attempts
-        self._flows = {"trading": self._phone_trading}
+        self._store = store
+        self._reactor = reactor
+        self._clock = clock if clock is not None else reactor
+        self._recordings = recordings
+        self._credentials = None
+        self._flows = {
+            "trading": self._phone_trading,
+            "bulletins": self._bulletins,
+            "experts": self._experts,
+        }
 
     def names(self):
         return sorted(self._flows)
@@ -59,9 +74,47 @@ class IVRService(Service):
         return PhoneTrading(trading, self._dialogue, max_login_attempts=self._max_login_attempts)(channel)
 
 
+    def _information(self, flow_class, channel):
+        if self._store is None or self._reactor is None:
+            raise LookupError(f"the {flow_class.__name__.lower()} flow needs the store and the reactor")
+        if self._credentials is None:
+            self._credentials = self._make_credentials()
+        flow = flow_class(self._store, self._dialogue, self._recordings, self._clock, self._credentials)
+        return flow(channel)
+
+    def _make_credentials(self):
+        import datetime
+
+        from twisted.internet.threads import deferToThreadPool
+
+        from callcenter.ivr.bulletins import Credentials
+
+        reactor, clock = self._reactor, self._clock
+
+        def in_thread(function, *args):
+            # argon2 takes tens of milliseconds: never on the reactor thread.
+            return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+
+        def now():
+            return datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
+
+        return Credentials(self._store, in_thread, now)
+
+    def _bulletins(self, channel):
+        from callcenter.ivr.flows.information import Bulletins
+
+        return self._information(Bulletins, channel)
+
+    def _experts(self, channel):
+        from callcenter.ivr.flows.information import Experts
+
+        return self._information(Experts, channel)
+
+
 def ivr_service(config, context):
     service = IVRService(
-        context.components, PackPrompter(config.prompts), max_login_attempts=config.max_login_attempts
+        context.components, PackPrompter(config.prompts), max_login_attempts=config.max_login_attempts,
+        store=context.store, reactor=context.reactor, clock=context.clock, recordings=config.recordings,
     )
     context.components.provide(IFlows, service)
     return service

@@ -233,3 +233,59 @@ api_sessions = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     _at("created_at"),
 )
+
+bulletin_categories = sa.Table(
+    "bulletin_categories",
+    metadata,
+    sa.Column("code", sa.String(4), primary_key=True),
+    sa.Column("name_zh", sa.String(64), nullable=False),
+    sa.Column("name_en", sa.String(128), nullable=False),
+    sa.Column("sort", sa.Integer, nullable=False, server_default="0"),
+)
+
+editors = sa.Table(
+    "editors",
+    metadata,
+    sa.Column("editor_id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("pin_hash", sa.String(255), nullable=False),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_at", sa.DateTime(timezone=True)),
+)
+
+bulletins = sa.Table(
+    "bulletins",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("category", sa.String(4), sa.ForeignKey("bulletin_categories.code"), nullable=False),
+    sa.Column("title", sa.String(128)),
+    sa.Column("audio_path", sa.String(255), nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("recorded_by", sa.String(16), sa.ForeignKey("editors.editor_id")),
+    sa.Column("publish_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expire_at", sa.DateTime(timezone=True)),
+    _at("created_at"),
+)
+
+experts = sa.Table(
+    "experts",
+    metadata,
+    sa.Column("expert_no", sa.String(8), primary_key=True),
+    sa.Column("name_zh", sa.String(64), nullable=False),
+    sa.Column("name_en", sa.String(128), nullable=False),
+    sa.Column("pin_hash", sa.String(255), nullable=False),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_at", sa.DateTime(timezone=True)),
+)
+
+commentaries = sa.Table(
+    "commentaries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("expert_no", sa.String(8), sa.ForeignKey("experts.expert_no"), nullable=False),
+    sa.Column("audio_path", sa.String(255), nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False, server_default="draft"),
+    _at("created_at"),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+)
