@@ -29,7 +29,7 @@ install: $(VENV)/.installed
 
 # The IVR's prompts, synthesised with espeak-ng (see callcenter/ivr/prompts.py).
 # The build is a cache: after a change of phrases it makes only what changed.
-var/prompts/manifest.json: $(VENV)/.installed callcenter/ivr/prompts.py $(wildcard callcenter/ivr/say.py)
+var/prompts/manifest.json: $(VENV)/.installed $(wildcard callcenter/ivr/prompts.py callcenter/ivr/phrases.py callcenter/ivr/telephone_audio.py callcenter/ivr/say.py)
 	.ci/ensure-debian-packages espeak-ng
 	$(BIN)/callcenter prompts build --dir var/prompts
 

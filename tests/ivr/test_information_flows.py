@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from callcenter.ivr import bulletins as b
 from callcenter.ivr.dialogue import BACK, CallEnded, Dialogue, MemoryPrompter
 from callcenter.ivr.flows.information import Bulletins, Experts
-from callcenter.ivr.prompts import PHRASES
+from callcenter.ivr.phrases import PHRASES
 from callcenter.passwords import hash_password
 from callcenter.sip.sdp import AudioFormat
 from callcenter.store.schema import bulletins as bulletins_table

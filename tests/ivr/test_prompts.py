@@ -21,17 +21,17 @@ import pytest
 
 from callcenter import cli
 from callcenter.ivr import prompts
+from callcenter.ivr.phrases import PHRASES
 from callcenter.ivr.prompts import (
-    PHRASES,
     Espeak,
     PromptNotFound,
     PromptPackError,
     SynthesisError,
     build_pack,
     catalogue,
-    resample,
     resolve,
 )
+from callcenter.ivr.telephone_audio import resample
 from callcenter.media.wavfile import load_prompt
 
 SMALL = {

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from callcenter.ivr.dialogue import AGENT, BACK, CallEnded, Dialogue, MemoryPrompter, run_flow
 from callcenter.ivr.flows import phone_trading
 from callcenter.ivr.flows.phone_trading import GENERIC_REFUSAL, REFUSAL_PROMPTS, PhoneTrading
-from callcenter.ivr.prompts import PHRASES
+from callcenter.ivr.phrases import PHRASES
 from callcenter.ivr.say import VOCABULARY, say_digits, say_money, say_price, say_quantity
 from callcenter.telephony.callerid import CallerID
 from callcenter.trading.model import BUY, SELL, Origin
