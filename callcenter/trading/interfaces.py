@@ -64,6 +64,12 @@ class ITradingClock(Interface):
         """An aware datetime in China Standard Time (UTC+8)."""
 
 
+class IPriceAlerts(Interface):
+    """Per-investor price alert rules, evaluated on every tick."""
+
+    rule_count = Attribute("How many rules are armed.")
+
+
 class ITradingService(Interface):
     """
     What the IVR, the web API and agents' desktops use to trade for an
