@@ -94,3 +94,19 @@ def servers():
     yield started.append
     for server in started:
         server.stop_if_running()
+
+
+def pytest_collection_modifyitems(config, items):
+    """
+    On PostgreSQL, run only the tests that reach the store (they ask for
+    C{db_url}, directly or through another fixture): the rest do not depend on
+    the backend, and the SQLite run has already run them.
+    """
+    if config.getoption("--db") != "postgresql":
+        return
+    kept, skipped = [], []
+    for item in items:
+        (kept if "db_url" in getattr(item, "fixturenames", ()) else skipped).append(item)
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = kept
