@@ -8,6 +8,10 @@ names (C{"zh/digit-2"}, as L{callcenter.ivr.say} returns them) into what the
 channel plays: G.711 frames from the prompt pack for a SIP call, the names
 themselves for an Asterisk (FastAGI) call, which has the sound files.
 
+Flows name their prompts without a language (C{"welcome"}); the dialogue
+speaks one language and completes them (C{"zh/welcome"}), so one flow
+serves callers in Mandarin and in English.
+
 Keys, as brokers' phone systems use them:
   - C{#} ends an entry; C{*} goes back to the previous menu (L{BACK}),
     except when keying a price, where C{*} is the decimal point
@@ -24,7 +28,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from callcenter.ivr.prompts import resolve
+from callcenter.ivr.prompts import PromptNotFound, resolve
 from callcenter.media.wavfile import load_prompt
 
 __all__ = [
@@ -81,6 +85,12 @@ class TooManyRetries(Exception):
 class IPrompter(Interface):
     """Plays prompts, by name, on a channel."""
 
+    def has(name):
+        """
+        Whether there is a prompt C{name}: for what may be said or left
+        out, such as a stock's name after its code.
+        """
+
     def play(channel, names, interruptible=True):
         """
         Play the prompts C{names} one after the other on C{channel}.
@@ -113,6 +123,13 @@ class PackPrompter:
     def __init__(self, directory):
         self.directory = directory
 
+    def has(self, name):
+        try:
+            resolve(self.directory, name)
+        except PromptNotFound:
+            return False
+        return True
+
     def play(self, channel, names, interruptible=True):
         names = _names(names)
         if channel.codec is None:
@@ -129,11 +146,15 @@ class MemoryPrompter:
     """
     Hands the names to the channel as they are and records them in
     C{played} (a list of lists of names): for tests, and for channels that
-    play by name.
+    play by name.  It has every prompt but those named in C{missing}.
     """
 
-    def __init__(self):
+    def __init__(self, missing=()):
         self.played = []
+        self.missing = set(missing)
+
+    def has(self, name):
+        return name not in self.missing
 
     def play(self, channel, names, interruptible=True):
         names = _names(names)
@@ -157,8 +178,9 @@ def _check(channel):
 
 class Dialogue:
     """
-    The steps, playing through C{prompter}; C{language} chooses the
-    default invalid-input and no-input prompts.
+    The steps, playing through C{prompter} in C{language}: a prompt name
+    without a language (C{"welcome"}) is played as C{language}'s
+    (C{"zh/welcome"}); one with a language is played as it is.
 
     Each step reads keys one at a time (C{collect_digits} with a maximum of
     one and no terminator): the channel drops the terminator, so that is
@@ -169,14 +191,31 @@ class Dialogue:
 
     def __init__(self, prompter, language="zh", invalid_prompt=None, timeout_prompt=None):
         self.prompter = prompter
-        self.invalid_prompt = _names(invalid_prompt or f"{language}/invalid-input")
-        self.timeout_prompt = _names(timeout_prompt or f"{language}/no-input")
+        self.language = language
+        self.invalid_prompt = _names(invalid_prompt or "invalid-input")
+        self.timeout_prompt = _names(timeout_prompt or "no-input")
+
+    def has(self, name):
+        """Whether the prompt C{name} (completed with the language) exists."""
+        [name] = self.names(name)
+        return self.prompter.has(name)
+
+    def speaking(self, language):
+        """The same steps in C{language}."""
+        if language == self.language:
+            return self
+        return Dialogue(self.prompter, language, self.invalid_prompt, self.timeout_prompt)
+
+    def names(self, prompt):
+        """C{prompt} (a name, names or None) as a list of names with their language."""
+        prefix = f"{self.language}/"
+        return [name if "/" in name else prefix + name for name in _names(prompt)]
 
     @defer.inlineCallbacks
     def play(self, channel, prompt, interruptible=True):
         """Play C{prompt} (a name or names); raise L{CallEnded} if the call ended."""
         _check(channel)
-        names = _names(prompt)
+        names = self.names(prompt)
         if names:
             yield self.prompter.play(channel, names, interruptible=interruptible)
             _check(channel)
@@ -307,7 +346,7 @@ class Dialogue:
     def _with_prompts(self, invalid_prompt, timeout_prompt):
         if invalid_prompt is None and timeout_prompt is None:
             return self
-        steps = Dialogue(self.prompter)
+        steps = Dialogue(self.prompter, self.language)
         steps.invalid_prompt = _names(invalid_prompt) if invalid_prompt is not None else self.invalid_prompt
         steps.timeout_prompt = _names(timeout_prompt) if timeout_prompt is not None else self.timeout_prompt
         return steps

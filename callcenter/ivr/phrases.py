@@ -17,13 +17,19 @@ PHRASES = MappingProxyType({
     # Greeting, main menu and general.
     "zh/welcome": "您好，欢迎致电证券电话委托系统。",
     "en/welcome": "Welcome to the securities phone trading service.",
+    "zh/hotline-welcome": "您好，欢迎致电证券客户服务热线。",
+    "en/hotline-welcome": "Welcome to the securities customer service line.",
+    # A main menu is composed: each option's phrase, then its key's digit.
+    "zh/option-trading": "电话委托请按",
+    "en/option-trading": "For phone trading, press",
+    "zh/option-bulletins": "行情及资讯服务请按",
+    "en/option-bulletins": "For market information and bulletins, press",
+    "zh/option-experts": "专家信箱请按",
+    "en/option-experts": "For expert mailboxes, press",
+    "zh/no-agent": "对不起，暂时无法为您转接人工服务，请稍后再拨。",
+    "en/no-agent": "Sorry, no agent can take your call now. Please call again later.",
     "zh/language-offer": "普通话服务请按1。",
     "en/language-offer": "For service in English, press 2.",
-    "zh/main-menu": "电话委托请按1，行情及资讯服务请按2，专家信箱请按3，人工服务请按0。",
-    "en/main-menu": (
-        "For phone trading, press 1. For market information and bulletins, press 2. "
-        "For expert mailboxes, press 3. To speak to an agent, press 0."
-    ),
     "zh/repeat-menu": "重听请按9。",
     "en/repeat-menu": "To hear these options again, press 9.",
     "zh/back-star": "返回上一级菜单请按星号键。",

@@ -1,15 +1,23 @@
 """
 The IVR subsystem's service: its call flows by name (L{IFlows}), each run
 so that it never leaves a call hanging, for the SIP routes and FastAGI.
+The configured main menus are flows too, by their names.
+
+A caller who presses 0 is transferred to the configured agent number
+(until the ACD takes agents' calls) once the flow has ended.
 """
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from callcenter.interfaces import IFlows
-from callcenter.ivr.dialogue import Dialogue, PackPrompter, run_flow
+from callcenter.ivr.dialogue import AGENT, Dialogue, PackPrompter, run_flow
+from callcenter.ivr.flows.main_menu import MainMenu
 from callcenter.trading.interfaces import ITradingService
+
+_log = Logger()
 
 
 @implementer(IFlows)
@@ -21,18 +29,19 @@ class IVRService(Service):
     @param store: the IStore the bulletin and expert flows keep their data in.
     @param reactor: its thread pool checks editors' and experts' PINs (argon2).
     @param recordings: the directory of bulletins' and commentaries' recordings.
+    @param language: the language of a flow dialled directly.
+    @param agent: the number 0 transfers to; empty for none.
+    @param menus: L{callcenter.plugins.ivr.MenuSettings}, each a flow of its name.
     """
 
-    # The flows speak Mandarin; the English pack is built for the English
-    # flows to come (a caller choosing a language at the welcome).
     def __init__(
         self, components, prompter, language="zh", max_login_attempts=3, store=None, reactor=None,
-        clock=None, recordings="var/recordings",
+        clock=None, recordings="var/recordings", agent="", menus=(),
     ):
         self._components = components
         self._prompter = prompter
         self._dialogue = Dialogue(prompter, language)
-        self._language = language
+        self._agent = agent
         self._max_login_attempts = max_login_attempts
         self._store = store
         self._reactor = reactor
@@ -44,6 +53,8 @@ class IVRService(Service):
             "bulletins": self._bulletins,
             "experts": self._experts,
         }
+        for menu in menus:
+            self._flows[menu.name] = self._main_menu(menu)
 
     def names(self):
         return sorted(self._flows)
@@ -56,30 +67,52 @@ class IVRService(Service):
 
     @defer.inlineCallbacks
     def _run(self, channel, make):
-        unavailable = f"{self._language}/service-unavailable"
+        dialogue = self._dialogue
 
         @defer.inlineCallbacks
         def flow(channel):
             yield channel.answer()
-            yield make(channel)
+            result = yield make(channel, dialogue)
+            if result is AGENT:
+                yield self._to_agent(channel, dialogue)
 
-        yield run_flow(channel, flow, self._prompter, unavailable_prompt=unavailable)
+        yield run_flow(channel, flow, self._prompter, unavailable_prompt=dialogue.names("service-unavailable"))
 
-    def _phone_trading(self, channel):
+    @defer.inlineCallbacks
+    def _to_agent(self, channel, dialogue):
+        # The flow has said "transferring you" already.
+        if not self._agent:
+            yield dialogue.play(channel, ["no-agent", "goodbye"])
+            return
+        _log.info(
+            "call {cid} asked for an agent: transferring to {agent}", cid=channel.correlation_id, agent=self._agent
+        )
+        yield channel.transfer(self._agent)
+
+    def _main_menu(self, menu):
+        def make(channel, dialogue):
+            return MainMenu(dict(menu.options), menu.languages, dialogue, self._run_within)(channel)
+
+        return make
+
+    def _run_within(self, name, channel, dialogue):
+        """Run the flow C{name} inside another (a menu's): answered already, ended by it."""
+        return self._flows[name](channel, dialogue)
+
+    def _phone_trading(self, channel, dialogue):
         from callcenter.ivr.flows.phone_trading import PhoneTrading
 
         trading = self._components.lookup(ITradingService)
         if trading is None:
             raise LookupError("phone trading needs the trading subsystem: add a [trading] table")
-        return PhoneTrading(trading, self._dialogue, max_login_attempts=self._max_login_attempts)(channel)
+        return PhoneTrading(trading, dialogue, max_login_attempts=self._max_login_attempts)(channel)
 
-
-    def _information(self, flow_class, channel):
+    def _information(self, flow_class, channel, dialogue):
         if self._store is None or self._reactor is None:
             raise LookupError(f"the {flow_class.__name__.lower()} flow needs the store and the reactor")
         if self._credentials is None:
             self._credentials = self._make_credentials()
-        flow = flow_class(self._store, self._dialogue, self._recordings, self._clock, self._credentials)
+        flow = flow_class(self._store, dialogue, self._recordings, self._clock, self._credentials)
         return flow(channel)
 
     def _make_credentials(self):
@@ -100,21 +133,22 @@ class IVRService(Service):
 
         return Credentials(self._store, in_thread, now)
 
-    def _bulletins(self, channel):
+    def _bulletins(self, channel, dialogue):
         from callcenter.ivr.flows.information import Bulletins
 
-        return self._information(Bulletins, channel)
+        return self._information(Bulletins, channel, dialogue)
 
-    def _experts(self, channel):
+    def _experts(self, channel, dialogue):
         from callcenter.ivr.flows.information import Experts
 
-        return self._information(Experts, channel)
+        return self._information(Experts, channel, dialogue)
 
 
 def ivr_service(config, context):
     service = IVRService(
-        context.components, PackPrompter(config.prompts), max_login_attempts=config.max_login_attempts,
-        store=context.store, reactor=context.reactor, clock=context.clock, recordings=config.recordings,
+        context.components, PackPrompter(config.prompts), language=config.language,
+        max_login_attempts=config.max_login_attempts, store=context.store, reactor=context.reactor,
+        clock=context.clock, recordings=config.recordings, agent=config.agent, menus=config.menus,
     )
     context.components.provide(IFlows, service)
     return service

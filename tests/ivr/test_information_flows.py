@@ -30,6 +30,7 @@ from callcenter.passwords import hash_password
 from callcenter.sip.sdp import AudioFormat
 from callcenter.store.schema import bulletins as bulletins_table
 from callcenter.store.schema import commentaries
+from flow_prompts import prompt_names
 from test_bulletins_store import BlockingStore
 from test_dialogue import HANGUP, ScriptedChannel, run
 
@@ -131,17 +132,13 @@ def files(audio_dir):
     )
 
 
-def test_every_prompt_the_flows_play_exists():
-    import ast
-    import inspect
-
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_prompt_the_flows_play_exists(language):
     from callcenter.ivr.flows import information
 
-    names = {
-        node.value for node in ast.walk(ast.parse(inspect.getsource(information)))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("zh/")
-    }
-    assert names and names <= set(PHRASES), names - set(PHRASES)
+    names = {f"{language}/{name}" for name in prompt_names(information)}
+    assert len(names) > 30
+    assert names <= set(PHRASES), names - set(PHRASES)
 
 
 def publish(store, audio_dir, name, publish_at, expire_at=None, category="1"):

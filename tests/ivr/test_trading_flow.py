@@ -3,8 +3,6 @@ The phone trading flow (L{callcenter.ivr.flows.phone_trading}) over a
 scripted channel and a fake trading service.
 """
 
-import ast
-import inspect
 
 import pytest
 from twisted.internet import defer
@@ -20,6 +18,7 @@ from callcenter.ivr.say import VOCABULARY, say_digits, say_money, say_price, say
 from callcenter.telephony.callerid import CallerID
 from callcenter.trading.model import BUY, SELL, Origin
 from callcenter.trading.reasons import REASONS, TradingRefused
+from flow_prompts import prompt_names
 from outcomes import CapturedLog
 from test_dialogue import HANGUP, ScriptedChannel, run
 
@@ -213,7 +212,7 @@ def test_order_refusal_is_said_then_back_to_the_menu(clock, prompter):
 def test_refusal_without_a_phrase_of_its_own(clock, prompter):
     trading = FakeTrading(order_refusal="star_minimum_quantity")
     flow_run(clock, prompter, trading, [*LOGIN, "1", "600000#", "10#", "100#", "1", "*"])
-    assert contains(played(prompter), [GENERIC_REFUSAL, "zh/trading-menu"])
+    assert contains(played(prompter), ["zh/" + GENERIC_REFUSAL, "zh/trading-menu"])
 
 
 def test_two_at_the_read_back_goes_back_to_the_stock_code(clock, prompter):
@@ -351,20 +350,19 @@ def known(name):
     return name in PHRASES or name in VOCABULARY
 
 
-def test_every_prompt_the_flow_names_exists():
-    """Every "zh/..." literal in the flow's module, played in a test or not."""
-    tree = ast.parse(inspect.getsource(phone_trading))
-    names = {
-        node.value for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("zh/")
-    }
-    assert "zh/welcome" in names
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_prompt_the_flow_names_exists(language):
+    """Every prompt the flow's module names, played in a test or not, in both languages."""
+    names = {f"{language}/{name}" for name in prompt_names(phone_trading)}
+    assert f"{language}/welcome" in names
     assert sorted(name for name in names if not known(name)) == []
 
 
 def test_the_refusal_map_uses_real_codes_and_prompts():
     assert set(REFUSAL_PROMPTS) <= set(REASONS)
-    assert all(known(name) for name in [*REFUSAL_PROMPTS.values(), GENERIC_REFUSAL])
+    assert all(
+        known(f"{language}/{name}") for name in [*REFUSAL_PROMPTS.values(), GENERIC_REFUSAL] for language in ("zh", "en")
+    )
 
 
 def test_every_prompt_played_exists(clock, prompter):

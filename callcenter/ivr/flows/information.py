@@ -89,7 +89,7 @@ class _Flow:
         except _Done as done:
             return done.result
         except TooManyRetries:
-            yield self.dialogue.play(channel, "zh/too-many-attempts")
+            yield self.dialogue.play(channel, "too-many-attempts")
         return None
 
     @defer.inlineCallbacks
@@ -97,7 +97,7 @@ class _Flow:
         """A key among C{choices}, or L{BACK}; 0 ends the flow for an agent."""
         key = yield self.dialogue.menu(channel, prompt, choices)
         if key is AGENT:
-            yield self.dialogue.play(channel, "zh/transfer-agent")
+            yield self.dialogue.play(channel, "transfer-agent")
             raise _Done(AGENT)
         return key
 
@@ -139,11 +139,11 @@ class _Flow:
             if outcome is PinCheck.OK:
                 return key
             if outcome is PinCheck.LOCKED:
-                yield self.dialogue.play(channel, ["zh/pin-locked", "zh/goodbye"])
+                yield self.dialogue.play(channel, ["pin-locked", "goodbye"])
                 raise _Done(None)
             if attempt < _ENTRY_RETRIES:
-                yield self.dialogue.play(channel, "zh/wrong-password")
-        yield self.dialogue.play(channel, "zh/too-many-attempts")
+                yield self.dialogue.play(channel, "wrong-password")
+        yield self.dialogue.play(channel, "too-many-attempts")
         raise _Done(None)
 
     @defer.inlineCallbacks
@@ -203,11 +203,11 @@ class _Flow:
                     empty += 1
                     if empty == _ENTRY_RETRIES:
                         raise TooManyRetries(INVALID)
-                    yield self.dialogue.play(channel, "zh/recording-too-short")
+                    yield self.dialogue.play(channel, "recording-too-short")
                     continue
                 yield self.play_recording(channel, relative)
                 while True:
-                    key = yield self.menu(channel, "zh/review-recording", "123")
+                    key = yield self.menu(channel, "review-recording", "123")
                     if key == "1":
                         yield self.play_recording(channel, relative)
                         continue
@@ -217,7 +217,7 @@ class _Flow:
                         return result
                     if key == "3":
                         break
-                    yield self.dialogue.play(channel, "zh/recording-deleted")
+                    yield self.dialogue.play(channel, "recording-deleted")
                     return None
             finally:
                 if not kept:
@@ -269,7 +269,7 @@ class Bulletins(_Flow):
     def run(self, channel):
         while True:
             categories = yield self.store.transaction(data.categories)
-            key = yield self.menu(channel, "zh/choose-category", "".join(c.code for c in categories) + "9")
+            key = yield self.menu(channel, "choose-category", "".join(c.code for c in categories) + "9")
             if key is BACK:
                 raise _Done(BACK)
             if key == "9":
@@ -277,19 +277,19 @@ class Bulletins(_Flow):
                 continue
             current = yield self.store.transaction(data.current_bulletins, key, self.now())
             yield self.listen(
-                channel, current, "zh/no-bulletins", "zh/bulletins-menu", "zh/no-more-bulletins",
-                after="zh/end-of-bulletin",
+                channel, current, "no-bulletins", "bulletins-menu", "no-more-bulletins",
+                after="end-of-bulletin",
             )
 
     @defer.inlineCallbacks
     def editor(self, channel):
         editor_id = yield self.login(
-            channel, "editor", "zh/enter-editor-id", "zh/enter-pin", data.editors.c.editor_id.type.length
+            channel, "editor", "enter-editor-id", "enter-pin", data.editors.c.editor_id.type.length
         )
         if editor_id is None:
             return
         categories = yield self.store.transaction(data.categories)
-        category = yield self.menu(channel, "zh/choose-category-to-record", "".join(c.code for c in categories))
+        category = yield self.menu(channel, "choose-category-to-record", "".join(c.code for c in categories))
         if category is BACK:
             return
 
@@ -304,10 +304,10 @@ class Bulletins(_Flow):
             )
             return bulletin_id
 
-        published = yield self.record(channel, "bulletins", ["zh/record-after-tone", "zh/press-hash-to-finish"],
+        published = yield self.record(channel, "bulletins", ["record-after-tone", "press-hash-to-finish"],
                                       publish)
         if published is not None:
-            yield self.dialogue.play(channel, "zh/bulletin-published")
+            yield self.dialogue.play(channel, "bulletin-published")
 
 
 class Experts(_Flow):
@@ -319,7 +319,7 @@ class Experts(_Flow):
     @defer.inlineCallbacks
     def run(self, channel):
         while True:
-            key = yield self.menu(channel, "zh/experts-menu", "19")
+            key = yield self.menu(channel, "experts-menu", "19")
             if key is BACK:
                 raise _Done(BACK)
             if key == "9":
@@ -330,7 +330,7 @@ class Experts(_Flow):
     @defer.inlineCallbacks
     def investor(self, channel):
         for attempt in range(1, _ENTRY_RETRIES + 1):
-            expert_no = yield self.entry(channel, "zh/enter-mailbox", data.experts.c.expert_no.type.length)
+            expert_no = yield self.entry(channel, "enter-mailbox", data.experts.c.expert_no.type.length)
             if expert_no is BACK:
                 return
             found = yield self.store.transaction(data.expert, expert_no)
@@ -338,19 +338,19 @@ class Experts(_Flow):
                 break
             if attempt == _ENTRY_RETRIES:
                 raise TooManyRetries(INVALID)
-            yield self.dialogue.play(channel, "zh/mailbox-not-found")
+            yield self.dialogue.play(channel, "mailbox-not-found")
         heard = yield self.store.transaction(data.published_commentaries, expert_no)
-        yield self.listen(channel, heard, "zh/mailbox-empty", "zh/commentary-menu", "zh/no-more-commentaries")
+        yield self.listen(channel, heard, "mailbox-empty", "commentary-menu", "no-more-commentaries")
 
     @defer.inlineCallbacks
     def expert(self, channel):
         expert_no = yield self.login(
-            channel, "expert", "zh/enter-mailbox", "zh/enter-mailbox-password", data.experts.c.expert_no.type.length
+            channel, "expert", "enter-mailbox", "enter-mailbox-password", data.experts.c.expert_no.type.length
         )
         if expert_no is None:
             return
         while True:
-            key = yield self.menu(channel, "zh/expert-menu", "12")
+            key = yield self.menu(channel, "expert-menu", "12")
             if key is BACK:
                 return
             if key == "1":
@@ -363,15 +363,15 @@ class Experts(_Flow):
         def save(relative, duration_ms):
             return self.store.transaction(data.add_commentary, expert_no, relative, duration_ms)
 
-        commentary_id = yield self.record(channel, "commentaries", "zh/record-commentary", save)
+        commentary_id = yield self.record(channel, "commentaries", "record-commentary", save)
         if commentary_id is None:
             return
         # Saved: a hang-up from here on leaves a draft, which nobody hears.
-        publish = yield self.dialogue.confirm(channel, "zh/publish-now")
+        publish = yield self.dialogue.confirm(channel, "publish-now")
         if publish is True:
             yield self.publish(channel, expert_no, commentary_id)
         else:
-            yield self.dialogue.play(channel, "zh/commentary-saved")
+            yield self.dialogue.play(channel, "commentary-saved")
 
     @defer.inlineCallbacks
     def publish(self, channel, expert_no, commentary_id):
@@ -381,19 +381,19 @@ class Experts(_Flow):
                 "expert {expert} published commentary {id} on call {cid}",
                 expert=expert_no, id=commentary_id, cid=channel.correlation_id,
             )
-        yield self.dialogue.play(channel, "zh/commentary-published")
+        yield self.dialogue.play(channel, "commentary-published")
 
     @defer.inlineCallbacks
     def manage(self, channel, expert_no):
         items = yield self.store.transaction(data.expert_commentaries, expert_no)
         if not items:
-            yield self.dialogue.play(channel, "zh/mailbox-empty")
+            yield self.dialogue.play(channel, "mailbox-empty")
             return
         for item in items:
             yield self.play_recording(channel, item.audio_path)
-            status = "zh/commentary-draft" if item.status == "draft" else "zh/commentary-is-published"
+            status = "commentary-draft" if item.status == "draft" else "commentary-is-published"
             yield self.dialogue.play(channel, status)
-            key = yield self.menu(channel, "zh/manage-commentary", "123")
+            key = yield self.menu(channel, "manage-commentary", "123")
             if key is BACK:
                 return
             if key == "1":
@@ -403,5 +403,5 @@ class Experts(_Flow):
                 if removed is not None:
                     # After the commit: a row never points at a missing file it still offers.
                     _remove(os.path.join(self.audio_dir, removed))
-                yield self.dialogue.play(channel, "zh/recording-deleted")
-        yield self.dialogue.play(channel, "zh/no-more-commentaries")
+                yield self.dialogue.play(channel, "recording-deleted")
+        yield self.dialogue.play(channel, "no-more-commentaries")

@@ -29,25 +29,25 @@ __all__ = ["GENERIC_REFUSAL", "REFUSAL_PROMPTS", "PhoneTrading"]
 # (callcenter.trading.reasons).  Only codes with a recorded sentence of
 # their own are here; every other refusal is GENERIC_REFUSAL.
 REFUSAL_PROMPTS = {
-    "wrong_password": "zh/wrong-password",
-    "account_locked": "zh/account-locked",
-    "caller_not_allowed": "zh/caller-not-allowed",
-    "account_not_found": "zh/account-not-found",
-    "unknown_instrument": "zh/stock-not-found",
-    "bad_code": "zh/stock-not-found",
-    "price_above_limit": "zh/price-outside-limits",
-    "price_below_limit": "zh/price-outside-limits",
-    "price_not_on_tick": "zh/price-too-precise",
-    "lot_size": "zh/quantity-not-lot",
-    "insufficient_cash": "zh/insufficient-funds",
-    "insufficient_position": "zh/insufficient-shares",
-    "market_closed": "zh/market-closed",
-    "not_trading_day": "zh/market-closed",
-    "phone_daily_limit": "zh/over-daily-limit",
-    "order_not_cancellable": "zh/order-not-cancellable",
-    "order_not_found": "zh/order-number-not-found",
+    "wrong_password": "wrong-password",
+    "account_locked": "account-locked",
+    "caller_not_allowed": "caller-not-allowed",
+    "account_not_found": "account-not-found",
+    "unknown_instrument": "stock-not-found",
+    "bad_code": "stock-not-found",
+    "price_above_limit": "price-outside-limits",
+    "price_below_limit": "price-outside-limits",
+    "price_not_on_tick": "price-too-precise",
+    "lot_size": "quantity-not-lot",
+    "insufficient_cash": "insufficient-funds",
+    "insufficient_position": "insufficient-shares",
+    "market_closed": "market-closed",
+    "not_trading_day": "market-closed",
+    "phone_daily_limit": "over-daily-limit",
+    "order_not_cancellable": "order-not-cancellable",
+    "order_not_found": "order-number-not-found",
 }
-GENERIC_REFUSAL = "zh/order-rejected"
+GENERIC_REFUSAL = "order-rejected"
 
 # The trading menu's keys, as zh/trading-menu announces them.  5 (change
 # the password) is announced but not offered yet: it is taken as a wrong key.
@@ -104,14 +104,14 @@ class PhoneTrading:
     def __call__(self, channel):
         call = _Call(self, channel)
         try:
-            yield self.dialogue.play(channel, "zh/welcome")
+            yield self.dialogue.play(channel, "welcome")
             yield call.login()
             while True:
                 yield call.trading_menu()
         except _Done as done:
             return done.result
         except TooManyRetries:
-            yield self.dialogue.play(channel, "zh/too-many-attempts")
+            yield self.dialogue.play(channel, "too-many-attempts")
             return None
 
 
@@ -123,6 +123,7 @@ class _Call:
         self.log = flow.log
         self.trading = flow.trading
         self.dialogue = flow.dialogue
+        self.language = flow.dialogue.language
         self.channel = channel
         # Taken before anything else: every trading action carries it.
         self.origin = Origin(
@@ -162,7 +163,7 @@ class _Call:
 
     @defer.inlineCallbacks
     def to_agent(self):
-        yield self.play("zh/transfer-agent")
+        yield self.play("transfer-agent")
         raise _Done(AGENT)
 
     # -- login
@@ -172,8 +173,8 @@ class _Call:
         account = None
         for attempt in range(1, self.flow.max_login_attempts + 1):
             if account is None:
-                account = yield self.entry("zh/enter-account", _ACCOUNT_MAXIMUM, allow_star_back=False)
-            password = yield self.entry("zh/enter-password", _PASSWORD_MAXIMUM, allow_star_back=False)
+                account = yield self.entry("enter-account", _ACCOUNT_MAXIMUM, allow_star_back=False)
+            password = yield self.entry("enter-password", _PASSWORD_MAXIMUM, allow_star_back=False)
             try:
                 yield self.trading.login(account, password, self.origin)
             except TradingRefused as refused:
@@ -184,12 +185,12 @@ class _Call:
                     account=account, code=code, cid=self.origin.correlation_id,
                 )
                 if code in ("account_locked", "caller_not_allowed"):
-                    yield self.end([refusal_prompt(code), "zh/goodbye"])
+                    yield self.end([refusal_prompt(code), "goodbye"])
                 if attempt == self.flow.max_login_attempts:
-                    yield self.end("zh/too-many-attempts")
+                    yield self.end("too-many-attempts")
                 if code == "wrong_password":
                     # zh/wrong-password asks for the password again, not the account.
-                    yield self.play("zh/wrong-password")
+                    yield self.play("wrong-password")
                 else:
                     yield self.play(refusal_prompt(code))
                     account = None
@@ -206,7 +207,7 @@ class _Call:
 
     @defer.inlineCallbacks
     def trading_menu(self):
-        key = yield self.dialogue.menu(self.channel, ["zh/trading-menu", "zh/press-0-agent"], _MENU)
+        key = yield self.dialogue.menu(self.channel, ["trading-menu", "press-0-agent"], _MENU)
         if key is AGENT:
             yield self.to_agent()
         if key is BACK:
@@ -243,7 +244,7 @@ class _Call:
         failures = 0
         while True:
             if step == "code":
-                code = yield self.entry("zh/enter-stock-code", _CODE_LENGTH)
+                code = yield self.entry("enter-stock-code", _CODE_LENGTH)
                 if code is BACK:
                     return
                 if len(code) != _CODE_LENGTH:
@@ -251,24 +252,24 @@ class _Call:
                     continue
                 instrument = yield defer.maybeDeferred(self.trading.instrument, code)
                 if instrument is None:
-                    yield self.play("zh/stock-not-found")
+                    yield self.play("stock-not-found")
                     continue
-                yield self.play(["zh/stock-code", *say_digits(code)])
+                yield self.play(["stock-code", *say_digits(code, self.language)])
                 step = "price"
             elif step == "price":
                 # With * as the decimal point there is no going back from here but by hanging up or 2 later.
-                text = yield self.entry("zh/enter-price", _PRICE_MAXIMUM, star_is_decimal=True)
+                text = yield self.entry("enter-price", _PRICE_MAXIMUM, star_is_decimal=True)
                 try:
                     price_fen = parse_cny(text)
                 except TooManyDecimals:
-                    yield self.play("zh/price-too-precise")
+                    yield self.play("price-too-precise")
                     continue
                 if price_fen == 0:
                     yield self.play(self.dialogue.invalid_prompt)
                     continue
                 step = "quantity"
             elif step == "quantity":
-                answer = yield self.entry("zh/enter-quantity", _QUANTITY_MAXIMUM)
+                answer = yield self.entry("enter-quantity", _QUANTITY_MAXIMUM)
                 if answer is BACK:
                     step = "price"
                     continue
@@ -277,17 +278,17 @@ class _Call:
                     yield self.play(self.dialogue.invalid_prompt)
                     continue
                 if side == BUY and quantity % _LOT:
-                    yield self.play("zh/quantity-not-lot")
+                    yield self.play("quantity-not-lot")
                     continue
                 client_order_id = self.client_order_id()
                 step = "confirm"
             else:
                 readback = [
-                    "zh/confirm-buy" if side == BUY else "zh/confirm-sell",
-                    "zh/stock-code", *say_digits(code),
-                    "zh/at-price", *say_price(price_fen),
-                    "zh/quantity", *say_quantity(quantity, "share"),
-                    "zh/confirm-or-reenter",
+                    "confirm-buy" if side == BUY else "confirm-sell",
+                    "stock-code", *say_digits(code, self.language),
+                    "at-price", *say_price(price_fen, self.language),
+                    "quantity", *say_quantity(quantity, "share", self.language),
+                    "confirm-or-reenter",
                 ]
                 answer = yield self.dialogue.confirm(self.channel, readback)
                 if answer is AGENT:
@@ -321,7 +322,7 @@ class _Call:
                     "phone order {order_no} ({client_order_id}) placed on call {cid}",
                     order_no=order["order_no"], client_order_id=client_order_id, cid=self.origin.correlation_id,
                 )
-                yield self.play(["zh/order-placed", *say_digits(str(order["order_no"]))])
+                yield self.play(["order-placed", *say_digits(str(order["order_no"]), self.language)])
                 return
 
     @defer.inlineCallbacks
@@ -331,18 +332,18 @@ class _Call:
             "phone {action} refused ({code}) on call {cid}", action=action, code=code, cid=self.origin.correlation_id
         )
         prompt = refusal_prompt(code)
-        yield self.play([prompt] if prompt == GENERIC_REFUSAL else [prompt, "zh/order-not-placed"])
+        yield self.play([prompt] if prompt == GENERIC_REFUSAL else [prompt, "order-not-placed"])
 
     # -- cancel
 
     @defer.inlineCallbacks
     def cancel(self):
         while True:
-            order_no = yield self.entry("zh/enter-order-number", _ORDER_NO_MAXIMUM)
+            order_no = yield self.entry("enter-order-number", _ORDER_NO_MAXIMUM)
             if order_no is BACK:
                 return
             answer = yield self.dialogue.confirm(
-                self.channel, ["zh/order-number", *say_digits(order_no), "zh/confirm-or-reenter"]
+                self.channel, ["order-number", *say_digits(order_no, self.language), "confirm-or-reenter"]
             )
             if answer is AGENT:
                 yield self.to_agent()
@@ -357,14 +358,14 @@ class _Call:
                 self.log.info("phone cancel refused ({code}) on call {cid}", code=code, cid=self.origin.correlation_id)
                 yield self.play(refusal_prompt(code))
                 return
-            yield self.play("zh/cancel-submitted")
+            yield self.play("cancel-submitted")
             return
 
     # -- queries
 
     @defer.inlineCallbacks
     def query(self):
-        key = yield self.dialogue.menu(self.channel, "zh/query-menu", _QUERY_MENU)
+        key = yield self.dialogue.menu(self.channel, "query-menu", _QUERY_MENU)
         if key is AGENT:
             yield self.to_agent()
         if key is BACK:
@@ -373,19 +374,19 @@ class _Call:
             if key == "1":
                 funds = yield self.trading.funds(self.account)
                 yield self.play([
-                    "zh/funds-available", *say_money(funds["available_fen"]),
-                    "zh/total-assets", *say_money(funds["total_fen"]),
+                    "funds-available", *say_money(funds["available_fen"], self.language),
+                    "total-assets", *say_money(funds["total_fen"], self.language),
                 ])
             else:
                 holdings = yield self.trading.positions(self.account)
                 if not holdings:
-                    yield self.play("zh/no-positions")
+                    yield self.play("no-positions")
                     return
-                prompts = ["zh/positions-intro"]
+                prompts = ["positions-intro"]
                 for holding in holdings:
-                    prompts += ["zh/stock-code", *say_digits(holding["code"])]
-                    prompts += ["zh/holding", *say_quantity(holding["quantity"], "share")]
-                yield self.play([*prompts, "zh/end-of-list"])
+                    prompts += ["stock-code", *say_digits(holding["code"], self.language)]
+                    prompts += ["holding", *say_quantity(holding["quantity"], "share", self.language)]
+                yield self.play([*prompts, "end-of-list"])
         except TradingRefused as refused:
             self.log.info(
                 "phone query refused ({code}) on call {cid}", code=refused.reason.code, cid=self.origin.correlation_id
