@@ -1,6 +1,7 @@
 """
 The demo data set: the A-share instrument master (C{etc/instruments.csv}) and
-fictitious branches, investors and their holdings, SIP extensions and agents
+fictitious branches, investors and their holdings, SIP extensions, agents,
+and the voice information service's categories, editors and experts
 (C{etc/demo/}).
 
 Loading can be repeated, after editing the files or on a database in use:
@@ -19,8 +20,8 @@ import re
 import sqlalchemy as sa
 
 from callcenter.passwords import hash_password, sip_ha1
-from callcenter.store.schema import agents, branches, customers, fund_accounts, instruments
-from callcenter.store.schema import positions, shareholder_accounts, sip_accounts
+from callcenter.store.schema import agents, branches, bulletin_categories, customers, editors, experts
+from callcenter.store.schema import fund_accounts, instruments, positions, shareholder_accounts, sip_accounts
 
 INSTRUMENT_HEADER = "code,exchange,name_zh,name_en,board,prev_close,is_st,lot_size"
 BRANCH_HEADER = "code,name_zh,name_en,city,phone"
@@ -31,6 +32,9 @@ INVESTOR_HEADER = (
 EXTENSION_HEADER = "username,display_name,password"
 AGENT_HEADER = "agent_id,name,password,extension,role"
 POSITION_HEADER = "fund_account_no,code,exchange,quantity,cost_cny"
+CATEGORY_HEADER = "code,name_zh,name_en"
+EDITOR_HEADER = "editor_id,name,pin"
+EXPERT_HEADER = "expert_no,name_zh,name_en,pin"
 # Holdings in the demo are from before any trading day the server will see,
 # so they are sellable at once (T+1 counts from this day).
 DEMO_HOLDING_DAY = "2000-01-03"
@@ -221,6 +225,31 @@ def _read_positions(path, account_nos, instrument_keys):
     return rows
 
 
+def _read_categories(path):
+    rows = []
+    for where, row in _read(path, CATEGORY_HEADER, "code"):
+        _matching(where, "code", row["code"], "[1-8]", "one digit from 1 to 8 (its key on the phone)")
+        rows.append({**_fitted(where, bulletin_categories, row), "sort": int(row["code"])})
+    return rows
+
+
+def _read_pin_holders(path, header, table, key):
+    """Editors or experts: an id keyed on the phone and a PIN (hashed when inserted)."""
+    rows = []
+    for where, row in _read(path, header, key):
+        length = table.c[key].type.length
+        _matching(where, key, row[key], f"[0-9]{{1,{length}}}", f"1 to {length} digits")
+        pin = _matching(where, "pin", row.pop("pin"), "[0-9]{6,12}", "6 to 12 digits", secret=True)
+        rows.append({**_fitted(where, table, row), "pin": pin})
+    return rows
+
+
+def _with_pin_hash(row):
+    values = dict(row)
+    values["pin_hash"] = hash_password(values.pop("pin"))
+    return values
+
+
 def _insert_absent_positions(connection, rows):
     held = set(connection.execute(sa.select(positions.c.fund_account_no, positions.c.code, positions.c.exchange)))
     rows = [row for row in rows if (row["fund_account_no"], row["code"], row["exchange"]) not in held]
@@ -295,6 +324,9 @@ def load_demo(database, data_dir="etc", realm="callcenter"):
     position_rows = _read_positions(
         os.path.join(demo, "positions.csv"), [i["account_no"] for i in investors], instrument_keys
     )
+    category_rows = _read_categories(os.path.join(demo, "bulletin_categories.csv"))
+    editor_rows = _read_pin_holders(os.path.join(demo, "editors.csv"), EDITOR_HEADER, editors, "editor_id")
+    expert_rows = _read_pin_holders(os.path.join(demo, "experts.csv"), EXPERT_HEADER, experts, "expert_no")
 
     def work(connection):
         counts = {"branches": _insert_absent(connection, branches, branch_rows)}
@@ -306,6 +338,9 @@ def load_demo(database, data_dir="etc", realm="callcenter"):
         written = load_instruments(connection, instrument_path)
         counts["instruments"] = written["inserted"] + written["updated"]
         counts["positions"] = _insert_absent_positions(connection, position_rows)
+        counts["bulletin_categories"] = _insert_absent(connection, bulletin_categories, category_rows)
+        counts["editors"] = _insert_absent(connection, editors, editor_rows, _with_pin_hash)
+        counts["experts"] = _insert_absent(connection, experts, expert_rows, _with_pin_hash)
         return counts
 
     return database.transaction(work)

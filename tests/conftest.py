@@ -27,6 +27,24 @@ def pytest_report_header(config):
     return f"callcenter store backend: {config.getoption('--db')}"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def quick_password_hashing():
+    """
+    argon2id at its lowest cost in this process: the same code paths and
+    hash format (a hash records its own parameters, so verifying is
+    unchanged), without tens of milliseconds per hash across thousands of
+    tests.  Servers the tests start as processes keep the real cost.
+    """
+    from argon2 import PasswordHasher
+
+    from callcenter import passwords
+
+    production = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    yield
+    passwords._hasher = production
+
+
 @pytest.fixture(scope="session")
 def backend(request):
     return request.config.getoption("--db")

@@ -18,6 +18,7 @@ from callcenter.store import schema
 ETC = Path(__file__).resolve().parent.parent / "etc"
 DEMO_TABLES = (
     "branches", "customers", "fund_accounts", "shareholder_accounts", "sip_accounts", "agents", "positions",
+    "bulletin_categories", "editors", "experts",
 )
 ALL_TABLES = DEMO_TABLES + ("instruments",)
 
@@ -65,6 +66,9 @@ def test_load_inserts_every_row(database):
         "agents": 3,
         "instruments": instrument_count,
         "positions": len(csv_rows(ETC / "demo" / "positions.csv")),
+        "bulletin_categories": 3,
+        "editors": 2,
+        "experts": 2,
     }
     assert load_demo(database, ETC) == expected
     assert counts(database) == expected
@@ -205,3 +209,32 @@ def test_instrument_codes_match_exchange_and_board():
         assert (row["code"], row["exchange"]) not in seen
         seen.add((row["code"], row["exchange"]))
     assert len(seen) >= 50
+
+
+def test_editors_and_experts_have_their_pins_hashed(database):
+    load_demo(database, ETC)
+    for table, key, path in (("editors", "editor_id", "editors.csv"), ("experts", "expert_no", "experts.csv")):
+        stored = {row[key]: row for row in fetch(database, table)}
+        for person in csv_rows(ETC / "demo" / path):
+            pin_hash = stored[person[key]]["pin_hash"]
+            assert person["pin"] not in pin_hash
+            assert verify_password(pin_hash, person["pin"])
+    categories = fetch(database, "bulletin_categories")
+    assert [(row["code"], row["sort"]) for row in categories] == [("1", 1), ("2", 2), ("3", 3)]
+
+
+@pytest.mark.parametrize(
+    "path, line, problem",
+    [
+        ("bulletin_categories.csv", "9,其他,Other", "code '9' is not one digit from 1 to 8"),
+        ("editors.csv", "70x1,某编辑,12345678", "editor_id '70x1' is not 1 to 16 digits"),
+        ("experts.csv", "603,某专家,Someone,12", "pin is not 6 to 12 digits"),
+    ],
+)
+def test_voice_information_mistakes_are_named(database, tmp_path, path, line, problem):
+    data_dir = copy_etc(tmp_path)
+    with open(data_dir / "demo" / path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+    with pytest.raises(ValueError, match=problem):
+        load_demo(database, data_dir)
+    assert fetch(database, "editors") == []
