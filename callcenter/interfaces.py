@@ -108,11 +108,14 @@ class IChannel(Interface):
     def answer():
         """Answer (200 OK with media).  Fires when the caller has ACKed."""
 
-    def play(frames):
+    def play(frames, interruptible=False):
         """
         Play pre-encoded audio (a list of 20 ms payloads in the call's codec,
         see callcenter.media.wavfile.load_prompt).  Fires True when played
         to the end, False when stopped, replaced or the call ended.
+
+        @param interruptible: a key press stops it (barge-in); the key is
+            kept for the next C{collect_digits}.
         """
 
     def stop_playing():

@@ -138,7 +138,7 @@ class PackPrompter:
         frames = []
         for name in names:
             frames.extend(load_prompt(resolve(self.directory, name), encoding))
-        return channel.play(frames)
+        return channel.play(frames, interruptible=interruptible)
 
 
 @implementer(IPrompter)

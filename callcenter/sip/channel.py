@@ -43,10 +43,15 @@ class SIPChannel:
         """The leg's L{callcenter.media.session.MediaSession}."""
         return self._session
 
-    def play(self, frames):
+    # The play a key press stops (barge-in), while it lasts.
+    _interruptible_play = None
+
+    def play(self, frames, interruptible=False):
         if self.state == "ended":
             return defer.succeed(False)
-        return self._session.play(frames)
+        done = self._session.play(frames)
+        self._interruptible_play = done if interruptible else None
+        return done
 
     def stop_playing(self):
         self._session.stop_playing()
@@ -207,6 +212,11 @@ class SIPChannel:
             waiter.digit(digit)
         else:
             self._digits.append(digit)
+        interruptible, self._interruptible_play = self._interruptible_play, None
+        if interruptible is not None and not interruptible.called:
+            # A caller who knows the menu need not hear it out; the key
+            # stays for the collection that follows.
+            self._session.stop_playing()
 
 
 class TransferProgress:

@@ -362,6 +362,47 @@ def test_dtmf_by_sip_info_and_rtp_is_collected_once_per_key(switch, wire, engine
     assert collected == ["518"]
 
 
+@pytest.mark.parametrize("interruptible", [True, False])
+def test_a_key_stops_an_interruptible_prompt_and_is_kept(switch, wire, engine, applications, clock, interruptible):
+    outcomes = []
+
+    @defer.inlineCallbacks
+    def menu(channel):
+        yield channel.answer()
+        outcomes.append((yield channel.play([b"frame"] * 50, interruptible=interruptible)))
+        outcomes.append((yield channel.collect_digits(1, first_timeout=5, inter_digit_timeout=3)))
+
+    applications["digits"] = menu
+    answered_call(switch, wire, "9302")
+    session = engine.sessions[0]
+    session.dtmf_received("2")
+    if interruptible:
+        assert outcomes == [False, "2"]
+    else:
+        assert outcomes == []
+        session.plays[-1][1].callback(True)  # played to the end
+        assert outcomes == [True, "2"]
+
+
+def test_a_key_after_an_interruptible_prompt_stops_nothing_else(switch, wire, engine, applications, clock):
+    outcomes = []
+
+    @defer.inlineCallbacks
+    def prompts(channel):
+        yield channel.answer()
+        first = channel.play([b"frame"], interruptible=True)
+        engine.sessions[0].plays[-1][1].callback(True)
+        outcomes.append((yield first))
+        outcomes.append((yield channel.play([b"frame"] * 50)))
+
+    applications["digits"] = prompts
+    answered_call(switch, wire, "9302")
+    engine.sessions[0].dtmf_received("5")
+    assert outcomes == [True]
+    engine.sessions[0].plays[-1][1].callback(True)
+    assert outcomes == [True, True]
+
+
 def test_collecting_digits_times_out(switch, wire, engine, applications, clock):
     collected = []
 

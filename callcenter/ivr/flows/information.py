@@ -150,10 +150,11 @@ class _Flow:
     def play_recording(self, channel, relative):
         _ended(channel)
         path = os.path.join(self.audio_dir, relative)
+        # Interruptible: a listener skips to the next one with 6 at any time.
         if channel.codec is None:
-            yield channel.play([os.path.splitext(path)[0]])
+            yield channel.play([os.path.splitext(path)[0]], interruptible=True)
         else:
-            yield channel.play(load_prompt(path, channel.codec.encoding))
+            yield channel.play(load_prompt(path, channel.codec.encoding), interruptible=True)
         _ended(channel)
 
     @defer.inlineCallbacks
