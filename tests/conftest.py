@@ -117,14 +117,16 @@ def servers():
 def pytest_collection_modifyitems(config, items):
     """
     On PostgreSQL, run only the tests that reach the store (they ask for
-    C{db_url}, directly or through another fixture): the rest do not depend on
-    the backend, and the SQLite run has already run them.
+    C{db_url}, directly or through another fixture) and are not marked
+    C{backend_independent}: the rest do not depend on the backend, and the
+    SQLite run has already run them.
     """
     if config.getoption("--db") != "postgresql":
         return
     kept, skipped = [], []
     for item in items:
-        (kept if "db_url" in getattr(item, "fixturenames", ()) else skipped).append(item)
+        reaches_store = "db_url" in getattr(item, "fixturenames", ())
+        (kept if reaches_store and not item.get_closest_marker("backend_independent") else skipped).append(item)
     if skipped:
         config.hook.pytest_deselected(items=skipped)
         items[:] = kept

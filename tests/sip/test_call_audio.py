@@ -10,7 +10,13 @@ import math
 import struct
 import wave
 
+import pytest
+
 from baresip import Baresip
+
+# The store only holds the accounts and registrations these calls use; the
+# registrar's storage runs on both backends in test_registrar and test_sipp.
+pytestmark = pytest.mark.backend_independent
 
 RATE = 8000
 
