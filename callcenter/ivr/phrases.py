@@ -62,6 +62,8 @@ PHRASES = MappingProxyType({
     # Logging in to phone trading.
     "zh/enter-account": "请输入您的资金账号，以井号键结束。",
     "en/enter-account": "Please enter your fund account number, followed by the hash key.",
+    "zh/star-for-quotes": "不登录查询行情请按星号键。",
+    "en/star-for-quotes": "For share prices without logging in, press star.",
     "zh/enter-password": "请输入您的交易密码，以井号键结束。",
     "en/enter-password": "Please enter your trading password, followed by the hash key.",
     "zh/account-not-found": "您输入的资金账号不存在，请重新输入。",
@@ -83,10 +85,10 @@ PHRASES = MappingProxyType({
         "The market is closed. Orders are not accepted now, but you can still check your funds and positions."
     ),
     # The trading menu and placing an order.
-    "zh/trading-menu": "买入请按1，卖出请按2，撤单请按3，查询请按4，修改密码请按5，返回上一级菜单请按星号键。",
+    "zh/trading-menu": "买入请按1，卖出请按2，撤单请按3，查询请按4，修改密码请按5，行情查询请按6，返回上一级菜单请按星号键。",
     "en/trading-menu": (
         "To buy, press 1. To sell, press 2. To cancel an order, press 3. For account enquiries, press 4. "
-        "To change your password, press 5. To return to the main menu, press star."
+        "To change your password, press 5. For share prices, press 6. To return to the main menu, press star."
     ),
     "zh/enter-stock-code": "请输入六位股票代码，以井号键结束。",
     "en/enter-stock-code": "Please enter the six-digit stock code, followed by the hash key.",
@@ -120,6 +122,8 @@ PHRASES = MappingProxyType({
     "en/stock-code": "stock code",
     "zh/at-price": "价格",
     "en/at-price": "at a price of",
+    "zh/market-price": "市价",
+    "en/market-price": "at the market price",
     "zh/quantity": "数量",
     "en/quantity": "quantity",
     "zh/confirm-or-reenter": "确认请按1，重新输入请按2。",
@@ -179,11 +183,25 @@ PHRASES = MappingProxyType({
     "en/status-cancelled": "cancelled",
     "zh/status-rejected": "废单",
     "en/status-rejected": "rejected",
+    "zh/orders-intro": "您今日的委托如下，最近的在前。",
+    "en/orders-intro": "Here are today's orders, the latest first.",
+    "zh/fills-intro": "您今日的成交如下，最近的在前。",
+    "en/fills-intro": "Here are today's trades, the latest first.",
+    "zh/fill-price": "成交价格",
+    "en/fill-price": "traded at",
+    "zh/fill-quantity": "成交数量",
+    "en/fill-quantity": "quantity traded",
+    "zh/status-cancel-requested": "已申请撤单",
+    "en/status-cancel-requested": "cancellation requested",
+    "zh/more-or-back": "收听更多请按1，返回请按星号键。",
+    "en/more-or-back": "For more, press 1. To go back, press star.",
     "zh/next-or-back": "收听下一条请按1，返回请按星号键。",
     "en/next-or-back": "For the next one, press 1. To go back, press star.",
     "zh/end-of-list": "已全部播报完毕。",
     "en/end-of-list": "That is the end of the list.",
     # Changing the trading password.
+    "zh/enter-old-password": "请输入原交易密码，以井号键结束。",
+    "en/enter-old-password": "Please enter your current trading password, followed by the hash key.",
     "zh/enter-new-password": "请输入六位新密码，以井号键结束。",
     "en/enter-new-password": "Please enter your new six-digit password, followed by the hash key.",
     "zh/reenter-new-password": "请再次输入新密码，以井号键结束。",
@@ -192,6 +210,10 @@ PHRASES = MappingProxyType({
     "en/passwords-differ": "The two passwords are different. Please try again.",
     "zh/password-too-simple": "密码过于简单，请不要使用相同或连续的数字。",
     "en/password-too-simple": "That password is too simple. Please do not use repeated or consecutive digits.",
+    "zh/new-password-six-digits": "新密码须为六位数字，请重新输入。",
+    "en/new-password-six-digits": "The new password must be six digits. Please try again.",
+    "zh/password-not-changed": "密码未修改。",
+    "en/password-not-changed": "Your password has not been changed.",
     "zh/password-changed": "密码修改成功，请牢记您的新密码。",
     "en/password-changed": "Your password has been changed. Please remember your new password.",
     # The voice information service.
@@ -218,6 +240,17 @@ PHRASES = MappingProxyType({
     "en/down": "down",
     "zh/unchanged": "平盘",
     "en/unchanged": "unchanged",
+    "zh/bid-price": "买一价",
+    "en/bid-price": "best bid",
+    "zh/ask-price": "卖一价",
+    "en/ask-price": "best offer",
+    "zh/enter-quote-code": "请输入六位股票代码查询行情，以井号键结束，返回请按星号键。",
+    "en/enter-quote-code": (
+        "Please enter the six-digit code of a stock for its price, followed by the hash key. "
+        "To go back, press star."
+    ),
+    "zh/no-quote": "该股票今日暂无成交行情。",
+    "en/no-quote": "There is no trading price for that stock yet today.",
     "zh/volume": "成交量",
     "en/volume": "volume",
     "zh/bulletins-menu": "收听最新公告请按1，上一条请按4，重听请按5，下一条请按6，返回请按星号键。",
@@ -234,6 +267,11 @@ PHRASES = MappingProxyType({
         "Please press the number of a bulletin category. Editors recording a bulletin, press 9. "
         "To go back, press star."
     ),
+    # A category menu with the categories' names: "<name> press <key>" each, then these.
+    "zh/press": "请按",
+    "en/press": "press",
+    "zh/editors-press-9": "编辑录制公告请按9，返回请按星号键。",
+    "en/editors-press-9": "Editors recording a bulletin, press 9. To go back, press star.",
     "zh/choose-category-to-record": "请按类别编号选择要录制的公告类别，返回请按星号键。",
     "en/choose-category-to-record": (
         "Please press the number of the category to record a bulletin for. To go back, press star."

@@ -9,6 +9,7 @@ A caller who presses 0 is transferred to the configured agent number
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -48,6 +49,7 @@ class IVRService(Service):
         self._clock = clock if clock is not None else reactor
         self._recordings = recordings
         self._credentials = None
+        self._names = None
         self._flows = {
             "trading": self._phone_trading,
             "bulletins": self._bulletins,
@@ -112,26 +114,35 @@ class IVRService(Service):
             raise LookupError(f"the {flow_class.__name__.lower()} flow needs the store and the reactor")
         if self._credentials is None:
             self._credentials = self._make_credentials()
-        flow = flow_class(self._store, dialogue, self._recordings, self._clock, self._credentials)
+        flow = flow_class(
+            self._store, dialogue, self._recordings, self._clock, self._credentials, names=self._spoken_names()
+        )
         return flow(channel)
+
+    def _in_thread(self, function, *args):
+        # argon2 and speech synthesis take tens of milliseconds: never on the reactor thread.
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), function, *args)
 
     def _make_credentials(self):
         import datetime
 
-        from twisted.internet.threads import deferToThreadPool
-
         from callcenter.ivr.bulletins import Credentials
 
-        reactor, clock = self._reactor, self._clock
-
-        def in_thread(function, *args):
-            # argon2 takes tens of milliseconds: never on the reactor thread.
-            return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+        clock = self._clock
 
         def now():
             return datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
 
-        return Credentials(self._store, in_thread, now)
+        return Credentials(self._store, self._in_thread, now)
+
+    def _spoken_names(self):
+        """Categories' and experts' names, said from prompts made in the pack's directory."""
+        directory = getattr(self._prompter, "directory", None)
+        if self._names is None and directory is not None:
+            from callcenter.ivr.spoken_names import SpokenNames
+
+            self._names = SpokenNames(directory, self._in_thread)
+        return self._names
 
     def _bulletins(self, channel, dialogue):
         from callcenter.ivr.flows.information import Bulletins

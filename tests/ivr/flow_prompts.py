@@ -4,7 +4,10 @@ import ast
 import inspect
 
 # The steps that take prompt names as arguments (Dialogue's and the flows' own).
-_STEPS = {"play", "menu", "confirm", "collect", "entry", "end", "listen", "record", "login", "_record_once"}
+_STEPS = {
+    "play", "menu", "confirm", "collect", "entry", "end", "listen", "record", "login", "_record_once", "category_menu",
+    "stock_code",
+}
 # Steps whose second argument is a kind of recording or login, not a prompt.
 _KIND_SECOND = {"record", "login", "_record_once"}
 

@@ -58,6 +58,7 @@ class ScriptedChannel:
         self.codec = codec
         self.ended = defer.Deferred()
         self.played = []
+        self.heard_out = []  # the plays no key may cut short
         self.hangups = []
         self._typed = ""
         self._waiter = None
@@ -112,6 +113,8 @@ class ScriptedChannel:
 
     def play(self, prompts, interruptible=True):
         self.played.append(prompts)
+        if not interruptible:
+            self.heard_out.append(prompts)
         return defer.succeed(not self.ended.called)
 
     def stop_playing(self):

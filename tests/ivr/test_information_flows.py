@@ -327,3 +327,49 @@ def test_an_empty_recording_is_recorded_again_and_three_end_the_call(store, prom
     said = heard(prompter)
     assert said.count("zh/recording-too-short") == 2 and said[-1] == "zh/too-many-attempts"
     assert rows(store, bulletins_table) == [] and files(audio_dir) == []
+
+
+class FakeNames:
+    """Stands in for SpokenNames: a name prompt per text, or none for the texts in C{unsayable}."""
+
+    def __init__(self, unsayable=()):
+        self.unsayable = set(unsayable)
+        self.asked = []
+
+    def prompt(self, text, language):
+        self.asked.append((text, language))
+        return defer.succeed(None if text in self.unsayable else f"{language}/said-{len(text)}")
+
+
+def test_the_category_menu_says_each_category_by_name(store, prompter, audio_dir, clock):
+    names = FakeNames()
+    flow = flow_of(Bulletins, store, prompter, audio_dir, clock)
+    flow.names = names
+    run(clock, flow(RecordingChannel(clock, ["*"])))
+    assert heard(prompter) == [
+        "zh/said-4", "zh/press", "zh/digit-1", "zh/said-4", "zh/press", "zh/digit-2", "zh/editors-press-9",
+    ]
+    assert names.asked == [("公司公告", "zh"), ("大盘分析", "zh")]
+
+
+def test_english_callers_hear_the_english_names(store, prompter, audio_dir, clock):
+    names = FakeNames()
+    flow = Bulletins(store, Dialogue(prompter, "en"), audio_dir, clock, None, names=names)
+    run(clock, flow(RecordingChannel(clock, ["*"])))
+    assert heard(prompter)[:3] == ["en/said-12", "en/press", "en/one"]
+    assert names.asked == [("Company news", "en"), ("Market analysis", "en")]
+
+
+def test_a_name_that_cannot_be_said_falls_back_to_the_generic_menu(store, prompter, audio_dir, clock):
+    flow = flow_of(Bulletins, store, prompter, audio_dir, clock)
+    flow.names = FakeNames(unsayable={"大盘分析"})
+    run(clock, flow(RecordingChannel(clock, ["*"])))
+    assert heard(prompter) == ["zh/choose-category"]
+
+
+def test_an_investor_hears_the_experts_name_before_the_commentaries(store, prompter, audio_dir, clock):
+    flow = flow_of(Experts, store, prompter, audio_dir, clock)
+    flow.names = FakeNames()
+    run(clock, flow(RecordingChannel(clock, ["1", "88#", "*", "*"])))
+    said = heard(prompter)
+    assert said[said.index("zh/enter-mailbox") + 1:][:2] == ["zh/said-3", "zh/mailbox-empty"]

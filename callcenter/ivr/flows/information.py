@@ -35,6 +35,7 @@ from twisted.logger import Logger
 from callcenter.ivr import bulletins as data
 from callcenter.ivr.bulletins import PinCheck
 from callcenter.ivr.dialogue import AGENT, BACK, INVALID, TIMEOUT, CallEnded, TooManyRetries
+from callcenter.ivr.say import say_digits
 from callcenter.media.wavfile import load_prompt
 
 __all__ = ["Bulletins", "Experts"]
@@ -71,13 +72,37 @@ class _Flow:
 
     log = Logger()
 
-    def __init__(self, store, dialogue, audio_dir, clock, credentials, max_recording_seconds=300):
+    def __init__(self, store, dialogue, audio_dir, clock, credentials, max_recording_seconds=300, names=None):
         self.store = store
         self.dialogue = dialogue
+        self.names = names
         self.audio_dir = audio_dir
         self.clock = clock
         self.credentials = credentials
         self.max_recording_seconds = max_recording_seconds
+
+    @defer.inlineCallbacks
+    def said(self, thing):
+        """The prompt saying C{thing}'s name (a category, an expert) in the call's language, or None."""
+        if self.names is None:
+            return None
+        language = self.dialogue.language
+        text = thing.name_en if language == "en" else thing.name_zh
+        return (yield self.names.prompt(text, language))
+
+    @defer.inlineCallbacks
+    def category_menu(self, categories, generic, after):
+        """
+        The categories by name and key ("大盘综述请按一"), then C{after};
+        C{generic} when any name cannot be said.
+        """
+        prompt = []
+        for category in categories:
+            name = yield self.said(category)
+            if name is None:
+                return generic
+            prompt += [name, "press", *say_digits(category.code, self.dialogue.language, yao=False)]
+        return prompt + [after]
 
     def now(self):
         return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
@@ -270,7 +295,8 @@ class Bulletins(_Flow):
     def run(self, channel):
         while True:
             categories = yield self.store.transaction(data.categories)
-            key = yield self.menu(channel, "choose-category", "".join(c.code for c in categories) + "9")
+            prompt = yield self.category_menu(categories, "choose-category", "editors-press-9")
+            key = yield self.menu(channel, prompt, "".join(c.code for c in categories) + "9")
             if key is BACK:
                 raise _Done(BACK)
             if key == "9":
@@ -290,7 +316,8 @@ class Bulletins(_Flow):
         if editor_id is None:
             return
         categories = yield self.store.transaction(data.categories)
-        category = yield self.menu(channel, "choose-category-to-record", "".join(c.code for c in categories))
+        prompt = yield self.category_menu(categories, "choose-category-to-record", "back-star")
+        category = yield self.menu(channel, prompt, "".join(c.code for c in categories))
         if category is BACK:
             return
 
@@ -341,6 +368,9 @@ class Experts(_Flow):
                 raise TooManyRetries(INVALID)
             yield self.dialogue.play(channel, "mailbox-not-found")
         heard = yield self.store.transaction(data.published_commentaries, expert_no)
+        name = yield self.said(found)
+        if name is not None:
+            yield self.dialogue.play(channel, name)
         yield self.listen(channel, heard, "mailbox-empty", "commentary-menu", "no-more-commentaries")
 
     @defer.inlineCallbacks
