@@ -28,12 +28,20 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 # The IVR's prompts, synthesised with espeak-ng (see callcenter/ivr/prompts.py).
-# The build is a cache: after a change of phrases it makes only what changed.
-var/prompts/manifest.json: $(VENV)/.installed $(wildcard callcenter/ivr/prompts.py callcenter/ivr/phrases.py callcenter/ivr/telephone_audio.py callcenter/ivr/say.py)
+# The build is a cache: after a change of phrases or names it makes only what
+# changed.  The stock names read back after a code (1,482 prompts from the
+# instrument master) are for `make run` only: they take most of the build
+# time, and the tests make their own from a small list.
+PROMPT_SOURCES := $(wildcard $(addprefix callcenter/ivr/,prompts.py phrases.py telephone_audio.py say.py stock_names.py pronunciation.py))
+var/prompts/manifest.json: $(VENV)/.installed $(PROMPT_SOURCES)
 	.ci/ensure-debian-packages espeak-ng
 	$(BIN)/callcenter prompts build --dir var/prompts
 
-run: install var/prompts/manifest.json
+var/prompts/.stock-names: var/prompts/manifest.json etc/instruments.csv
+	$(BIN)/callcenter prompts build --dir var/prompts --instruments etc/instruments.csv
+	touch $@
+
+run: install var/prompts/.stock-names
 	$(BIN)/callcenter db upgrade --config $(CONFIG)
 	$(BIN)/callcenter demo load --config $(CONFIG)
 	@echo "Starting callcenter ($(CONFIG)); Ctrl-C stops it.  Demo credentials: README.rst."

@@ -18,7 +18,7 @@ The ``callcenter`` command: administration without starting the server.
     callcenter account show [--config FILE] ACCOUNT
     callcenter audit verify [--config FILE] [--anchor SEQ:HASH]
     callcenter audit head [--config FILE]
-    callcenter prompts build [--dir DIR] [--lang zh|en ...] [--force]
+    callcenter prompts build [--dir DIR] [--lang zh|en ...] [--instruments CSV] [--force]
     callcenter ivr category add [--config FILE] CODE NAME_ZH NAME_EN
     callcenter ivr editor add [--config FILE] ID NAME [--pin-stdin]
     callcenter ivr expert add [--config FILE] NO NAME_ZH NAME_EN [--pin-stdin]
@@ -383,7 +383,12 @@ def prompts_build(args):
 
     started = time.monotonic()
     try:
-        report = build_pack(args.dir, languages=tuple(dict.fromkeys(args.lang or ("zh", "en"))), force=args.force)
+        report = build_pack(
+            args.dir,
+            languages=tuple(dict.fromkeys(args.lang or ("zh", "en"))),
+            force=args.force,
+            instruments=args.instruments,
+        )
     except PromptPackError as e:
         if e.report is not None:
             for warning in e.report.warnings:
@@ -577,6 +582,12 @@ def _parser():
     building.add_argument("--dir", default="var/prompts", help="the prompt pack [var/prompts]")
     building.add_argument(
         "--lang", action="append", choices=("zh", "en"), help="a language to build, repeatable [zh and en]"
+    )
+    building.add_argument(
+        "--instruments",
+        metavar="CSV",
+        help="the instrument master (etc/instruments.csv): each stock's name_zh and name_en as "
+        "zh/ and en/stock-name-CODE; without it the stock names in the pack are left as they are",
     )
     building.add_argument(
         "--force", action="store_true", help="synthesise every prompt anew (studio recordings are still kept)"

@@ -5,7 +5,10 @@ made from it at install time.
 L{PHRASES} holds the fixed phrases of phone trading, the voice information
 service and the expert mailboxes, in Mandarin (C{zh/...}, the default) and
 English (C{en/...}); L{callcenter.ivr.say.VOCABULARY} adds the words that
-numbers, money and dates are built from.  L{build_pack} makes one WAV per
+numbers, money and dates are built from, and the instrument master
+(C{etc/instruments.csv}, when the build is given it) each stock's name,
+C{zh/stock-name-<code>} and C{en/stock-name-<code>}
+(L{callcenter.ivr.stock_names}).  L{build_pack} makes one WAV per
 prompt under C{DIR/<lang>/<slug>.wav} (8 kHz mono 16-bit PCM, which
 L{callcenter.media.wavfile.load_prompt} turns into PCMU or PCMA frames) and
 lists them in C{DIR/manifest.json}; L{resolve} gives a prompt's file.
@@ -16,9 +19,21 @@ voices, the only others, are 16 kHz), so the speech is resampled to 8 kHz,
 trimmed and levelled there, so that prompts played one after the other
 sound as one voice at one level.
 
-The pack is a cache: a prompt whose text, voice, engine version and
-processing are those the manifest records, and whose file is unchanged, is
-not synthesised again.
+What the synthesiser is given is the text made speakable: Mandarin words
+espeak-ng misreads in pinyin (L{callcenter.ivr.pronunciation}), and for
+stock names the choices of L{callcenter.ivr.stock_names.spoken} ("*ST" said
+"星ST", letters spelled).  The manifest records it as C{"spoken"} where it
+differs from the C{"text"}.
+
+The pack is a cache: a prompt whose text, spoken text, voice, engine version
+and processing are those the manifest records, and whose file is unchanged,
+is not synthesised again.
+
+Stock names are built only from an instruments file: a build without one
+leaves the stock names already in the pack as they are (neither checked nor
+removed), so that building the fixed phrases alone (C{callcenter prompts
+build} by hand) cannot wipe them out; a build with one makes what changed
+and removes the names of instruments no longer in the file.
 
 Studio recordings replace prompts file by file through the studio
 directory, C{DIR/studio/<lang>/<slug>.wav}: a build validates the
@@ -30,7 +45,9 @@ edited by hand is not overwritten but reported, since the edit would be
 lost (move it to C{studio/}, or build with C{force}).
 """
 
+import collections
 import concurrent.futures
+import contextlib
 import hashlib
 import importlib
 import json
@@ -41,7 +58,9 @@ from types import MappingProxyType
 
 import attrs
 
+from callcenter.ivr import stock_names
 from callcenter.ivr.phrases import PHRASES
+from callcenter.ivr.pronunciation import spoken_mandarin
 from callcenter.ivr.telephone_audio import (
     SAMPLE_RATE,
     parse_wav,
@@ -62,6 +81,8 @@ __all__ = [
     "catalogue",
     "espeak",
     "resolve",
+    "spoken",
+    "write_atomically",
 ]
 
 LANGUAGES = ("zh", "en")
@@ -202,24 +223,42 @@ def _vocabulary():
     return say.VOCABULARY
 
 
-def catalogue(languages=LANGUAGES):
+def catalogue(languages=LANGUAGES, instruments=None):
     """
-    Every prompt name of C{languages} with its text: L{PHRASES} and say.py's
-    VOCABULARY.  The same name with two texts is an error.
+    Every prompt name of C{languages} with its text: L{PHRASES}, say.py's
+    VOCABULARY and, given the path of an C{instruments} file, the stock
+    names.  The same name with two texts is an error.
     """
     vocabulary = _vocabulary() or {}
-    texts, problems = {}, []
-    for source in (PHRASES, vocabulary):
+    sources = [("PHRASES", PHRASES), ("say.py's VOCABULARY", vocabulary)]
+    if instruments is not None:
+        try:
+            sources.append((instruments, stock_names.read_names(instruments)))
+        except stock_names.StockNamesError as e:
+            raise PromptPackError(e.problems) from None
+    texts, origins, problems = {}, {}, []
+    for origin, source in sources:
         for name, text in source.items():
             language, _ = _split(name)
             if language not in languages:
                 continue
             if texts.get(name, text) != text:
-                problems.append(f"prompt {name}: {texts[name]!r} in PHRASES, {text!r} in say.py's VOCABULARY")
+                problems.append(f"prompt {name}: {texts[name]!r} in {origins[name]}, {text!r} in {origin}")
             texts[name] = text
+            origins[name] = origin
     if problems:
         raise PromptPackError(problems)
     return texts
+
+
+def spoken(name, text):
+    """What the synthesiser is given for prompt C{name} whose text is C{text}."""
+    language, slug = _split(name)
+    if stock_names.is_stock_name(slug):
+        return stock_names.spoken(text, language)
+    if language == "zh":
+        return spoken_mandarin(text)
+    return text
 
 
 # The pack.
@@ -248,7 +287,7 @@ def _sha256(path):
         return None
 
 
-def _write_atomically(path, data):
+def write_atomically(path, data):
     """A reader (or a killed build) sees the old file or the new, never half of one."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.tmp{os.getpid()}"
@@ -279,7 +318,7 @@ def _write_manifest(directory, entries):
         "prompts": [entries[name] for name in sorted(entries)],
     }
     text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
-    _write_atomically(os.path.join(directory, MANIFEST), text.encode("utf-8"))
+    write_atomically(os.path.join(directory, MANIFEST), text.encode("utf-8"))
 
 
 def _studio_entry(name, text, relative, studio_relative, path):
@@ -301,21 +340,25 @@ def _studio_entry(name, text, relative, studio_relative, path):
     }
 
 
-def build_pack(directory, languages=LANGUAGES, names=None, synthesise=None, force=False, workers=None):
+def build_pack(
+    directory, languages=LANGUAGES, names=None, synthesise=None, force=False, workers=None, instruments=None
+):
     """
     Make the prompts of C{languages} (all, or only those in C{names}: full
     names like C{"zh/welcome"}, or slugs like C{"welcome"} for every
     language) under C{directory}, reusing what is up to date, and return a
-    L{BuildReport}.
+    L{BuildReport}.  With C{instruments}, the path of a file like
+    C{etc/instruments.csv}, the stock names are among the prompts; without
+    it, those already in the pack are left alone.
 
     C{synthesise(text, language)} (L{espeak} by default) returns
     C{(rate, samples)} of 16-bit mono speech; its C{engine}
     (C{"espeak-ng 1.51"}) and C{voice(language)} are recorded with each
     prompt.  C{force} makes every synthesised prompt anew, and overwrites
     files edited by hand; studio recordings are kept whatever happens.
-    Synthesis runs one prompt at a time; resampling and levelling, most of
-    the time, in C{workers} processes (one per CPU by default; 1: in this
-    process).
+    Synthesis, resampling and levelling run in C{workers} processes (one per
+    CPU by default; 1: in this process, the only way for a C{synthesise}
+    that cannot be pickled).
 
     Raises L{SynthesisError} at the first prompt the synthesiser fails on,
     and L{PromptPackError} listing every studio recording that cannot be
@@ -328,7 +371,7 @@ def build_pack(directory, languages=LANGUAGES, names=None, synthesise=None, forc
     for language in languages:
         if language not in LANGUAGES:
             raise PromptPackError(f"language {language!r}: prompts exist for {', '.join(LANGUAGES)}")
-    texts = _selected(catalogue(languages), languages, names)
+    texts = _selected(catalogue(languages, instruments), languages, names)
     report = BuildReport()
     if _vocabulary() is None:
         report.warnings.append("callcenter/ivr/say.py does not exist yet: its VOCABULARY is not in the pack")
@@ -367,7 +410,7 @@ def build_pack(directory, languages=LANGUAGES, names=None, synthesise=None, forc
                 problems.append(f"studio recording of {name}: {e}")
                 continue
             with open(studio_path, "rb") as file:
-                _write_atomically(path, file.read())
+                write_atomically(path, file.read())
             manifest[name] = new_entry
             report.studio.append(name)
             continue
@@ -375,11 +418,13 @@ def build_pack(directory, languages=LANGUAGES, names=None, synthesise=None, forc
         if engine is None:
             engine = synthesise.engine
         voice = synthesise.voice(language)
+        said = spoken(name, text)
         if (
             not force
             and entry is not None
             and entry["source"] == engine
             and entry["text"] == text
+            and entry.get("spoken", text) == said
             and entry.get("voice") == voice
             and entry.get("processing") == PROCESSING
             and current == entry["sha256"]
@@ -390,6 +435,7 @@ def build_pack(directory, languages=LANGUAGES, names=None, synthesise=None, forc
             "name": name,
             "language": language,
             "text": text,
+            "spoken": said,
             "file": relative,
             "source": engine,
             "voice": voice,
@@ -398,49 +444,86 @@ def build_pack(directory, languages=LANGUAGES, names=None, synthesise=None, forc
 
     if workers is None:
         workers = os.cpu_count() or 1
-    pool = None
-    if workers > 1 and len(to_make) > 1:
-        pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(to_make)))
-    made = []
     try:
-        for entry in to_make:
-            try:
-                rate, samples = synthesise(entry["text"], entry["language"])
-            except SynthesisError as e:
-                raise SynthesisError(f"prompt {entry['name']}: {e}") from None
-            if pool is None:
-                made.append((entry, telephone_audio(rate, samples)))
-            else:
-                made.append((entry, pool.submit(telephone_audio, rate, samples)))
-    finally:
-        # What was synthesised is kept, even when a later prompt failed.
-        try:
+        # closing: a failure here stops the workers at once, not when the generator is collected.
+        with contextlib.closing(_synthesised(synthesise, to_make, workers)) as made:
             for entry, audio in made:
-                if pool is not None:
-                    audio = audio.result()
                 if not audio:
-                    problems.append(f"prompt {entry['name']}: the synthesiser gave only silence for {entry['text']!r}")
+                    problems.append(
+                        f"prompt {entry['name']}: the synthesiser gave only silence for {entry['spoken']!r}"
+                    )
                     continue
                 data = wav_bytes(audio)
-                _write_atomically(os.path.join(directory, entry["file"]), data)
+                write_atomically(os.path.join(directory, entry["file"]), data)
                 entry["duration_ms"] = round(len(audio) * 1000 / SAMPLE_RATE)
                 entry["sha256"] = hashlib.sha256(data).hexdigest()
+                if entry["spoken"] == entry["text"]:
+                    del entry["spoken"]
                 manifest[entry["name"]] = {key: entry[key] for key in _ENTRY_KEYS if key in entry}
                 report.made.append(entry["name"])
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-            if names is None:
-                _remove_orphans(directory, manifest, texts, languages, report)
-                _unknown_studio_files(studio_root, texts, languages, report)
-            os.makedirs(directory, exist_ok=True)
-            _write_manifest(directory, manifest)
+    finally:
+        # What was made is kept, even when a later prompt failed.
+        if names is None:
+            _remove_orphans(directory, manifest, texts, languages, instruments is not None, report)
+            _unknown_studio_files(studio_root, texts, languages, instruments is not None, report)
+        os.makedirs(directory, exist_ok=True)
+        _write_manifest(directory, manifest)
     if problems:
         raise PromptPackError(problems, report)
     return report
 
 
-_ENTRY_KEYS = ("name", "language", "text", "file", "duration_ms", "sha256", "source", "voice", "processing")
+_ENTRY_KEYS = (
+    "name", "language", "text", "spoken", "file", "duration_ms", "sha256", "source", "voice", "processing"
+)
+
+
+def _speech(synthesise, text, language):
+    """One prompt's telephone audio: the job of a worker process."""
+    rate, samples = synthesise(text, language)
+    return telephone_audio(rate, samples)
+
+
+def _synthesised(synthesise, to_make, workers):
+    """
+    C{(entry, audio)} for each of C{to_make}, in order, made in C{workers}
+    processes.  espeak-ng takes a fifth of the time of a prompt, resampling
+    and levelling in Python the rest: a worker does both, so that the work
+    spreads over every CPU and only text and 8 kHz audio cross between
+    processes.  At most a few prompts a worker are in hand at once, so that
+    a failure wastes little and the audio waiting to be written stays small.
+    """
+
+    def failed(entry, error):
+        return SynthesisError(f"prompt {entry['name']}: {error}")
+
+    if workers <= 1 or len(to_make) <= 1:
+        for entry in to_make:
+            try:
+                yield entry, _speech(synthesise, entry["spoken"], entry["language"])
+            except SynthesisError as e:
+                raise failed(entry, e) from None
+        return
+    pending = collections.deque()
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(to_make))) as pool:
+        try:
+            for entry in to_make:
+                pending.append((entry, pool.submit(_speech, synthesise, entry["spoken"], entry["language"])))
+                while len(pending) > 4 * workers or (pending and pending[0][1].done()):
+                    entry, future = pending.popleft()
+                    try:
+                        yield entry, future.result()
+                    except SynthesisError as e:
+                        raise failed(entry, e) from None
+            while pending:
+                entry, future = pending.popleft()
+                try:
+                    yield entry, future.result()
+                except SynthesisError as e:
+                    raise failed(entry, e) from None
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 def _selected(texts, languages, names):
@@ -457,10 +540,15 @@ def _selected(texts, languages, names):
     return wanted
 
 
-def _remove_orphans(directory, manifest, texts, languages, report):
-    """Synthesised prompts no longer in the catalogue go, files and entries."""
+def _remove_orphans(directory, manifest, texts, languages, with_stock_names, report):
+    """
+    Synthesised prompts no longer in the catalogue go, files and entries;
+    stock names only when the catalogue has them (built with instruments).
+    """
     for name, entry in list(manifest.items()):
         if name in texts or entry["language"] not in languages:
+            continue
+        if not with_stock_names and stock_names.is_stock_name(_split(name)[1]):
             continue
         path = os.path.join(directory, entry["file"])
         if _sha256(path) in (entry["sha256"], None):
@@ -470,13 +558,15 @@ def _remove_orphans(directory, manifest, texts, languages, report):
             report.removed.append(name)
 
 
-def _unknown_studio_files(studio_root, texts, languages, report):
+def _unknown_studio_files(studio_root, texts, languages, with_stock_names, report):
     for language in languages:
         folder = os.path.join(studio_root, language)
         if not os.path.isdir(folder):
             continue
         for file_name in sorted(os.listdir(folder)):
             slug, extension = os.path.splitext(file_name)
+            if not with_stock_names and stock_names.is_stock_name(slug):
+                continue
             if extension == ".wav" and f"{language}/{slug}" not in texts:
                 report.warnings.append(
                     f"{os.path.join(folder, file_name)}: no prompt {language}/{slug} in the catalogue, not used"
@@ -488,7 +578,8 @@ def resolve(directory, name):
     language, slug = _split(name)
     path = os.path.join(directory, language, f"{slug}.wav")
     if not os.path.isfile(path):
+        instruments = " --instruments etc/instruments.csv" if stock_names.is_stock_name(slug) else ""
         raise PromptNotFound(
-            f"prompt {name}: no file {path} (build the pack: callcenter prompts build --dir {directory})"
+            f"prompt {name}: no file {path} (build the pack: callcenter prompts build --dir {directory}{instruments})"
         )
     return path

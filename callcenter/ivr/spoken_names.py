@@ -18,7 +18,8 @@ import os
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from callcenter.ivr.prompts import SynthesisError, _write_atomically, espeak, resolve
+from callcenter.ivr.prompts import SynthesisError, espeak, resolve, write_atomically
+from callcenter.ivr.stock_names import spoken
 from callcenter.ivr.telephone_audio import telephone_audio, wav_bytes
 
 __all__ = ["SpokenNames"]
@@ -77,12 +78,13 @@ class SpokenNames:
         return True
 
     def _make(self, name, text, language):
-        rate, samples = self._synthesise(text, language)
+        # Said as stock names are: letters spelled, misread characters given in pinyin.
+        rate, samples = self._synthesise(spoken(text, language), language)
         audio = telephone_audio(rate, samples)
         if not audio:
             raise SynthesisError(f"the synthesiser gave only silence for {text!r}")
         language, slug = name.split("/")
-        _write_atomically(os.path.join(self.directory, language, f"{slug}.wav"), wav_bytes(audio))
+        write_atomically(os.path.join(self.directory, language, f"{slug}.wav"), wav_bytes(audio))
 
     def _not_made(self, failure, text, language):
         if failure.check(SynthesisError):

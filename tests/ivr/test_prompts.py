@@ -1,11 +1,12 @@
 """
 The prompt packs: the catalogue, the build and its cache, studio recordings,
-errors, and the resampler.
+stock names, errors, and the resampler.
 
 The build tests use a fake synthesiser, a tone as long as the text, for
 speed: espeak-ng and the resampling of its 22,050 Hz output take about a
 tenth of a second a prompt, and these tests build dozens.  The real
-espeak-ng is exercised once, building a Mandarin and an English prompt.
+espeak-ng is exercised twice: building a Mandarin and an English prompt,
+and a stock name it would misread as written ("*ST").
 """
 
 import hashlib
@@ -14,13 +15,14 @@ import math
 import os
 import re
 import stat
+import subprocess
 import wave
 from array import array
 
 import pytest
 
 from callcenter import cli
-from callcenter.ivr import prompts
+from callcenter.ivr import prompts, stock_names
 from callcenter.ivr.phrases import PHRASES
 from callcenter.ivr.prompts import (
     Espeak,
@@ -424,6 +426,217 @@ def test_espeak_failures_name_the_prompt_and_say_what_espeak_said(tmp_path, smal
         build(tmp_path / "pack", missing)
 
 
+# Stock names.
+
+INSTRUMENTS_HEADER = "code,exchange,name_zh,name_en,board,prev_close,is_st,lot_size"
+INSTRUMENTS = {
+    "600000": ("浦发银行", "SPD Bank"),
+    "600190": ("*ST锦港", "Jinzhou Port"),
+    "000100": ("TCL科技", "TCL Technology Group"),
+}
+STOCK_NAMES = {f"{language}/stock-name-{code}" for code in INSTRUMENTS for language in ("zh", "en")}
+
+
+def write_instruments(path, instruments=INSTRUMENTS, extra_lines=()):
+    lines = [INSTRUMENTS_HEADER]
+    lines += [f"{code},SSE,{zh},{en},main,10.00,false,100" for code, (zh, en) in instruments.items()]
+    path.write_text("\n".join([*lines, *extra_lines]) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def instruments(tmp_path):
+    return write_instruments(tmp_path / "instruments.csv")
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        # Brokers say 星ST; letters spelled one by one, as capitals.
+        ("*ST锦港", "星S T锦港"),
+        ("ST科新", "S T科新"),
+        ("TCL科技", "T C L科技"),
+        ("万科A", "万科A"),
+        # A run of capitals that is pinyin would otherwise be a syllable.
+        ("BAN科技", "B A N科技"),
+        # Full-width, as Chinese spreadsheets write them.
+        ("＊ＳＴ金科", "星S T金科"),
+        # Words and characters espeak-ng misreads, in pinyin.
+        ("浦发银行", "浦发yin2 hang2"),
+        ("重庆啤酒", "chong2 qing4啤酒"),
+        ("东阿阿胶", "dong1 e1 e1 jiao1"),
+        ("中兴通讯", "中xing1通讯"),
+        ("金地集团", "金di4集团"),
+        ("三六零", "三六零"),
+        ("360安全", "三六零安全"),
+        ("宁德时代", "宁德时代"),
+        # Pinyin and letters kept apart where they would run together.
+        ("ST兴业", "S T xing1业"),
+        ("A1兴", "A 1 xing1"),
+    ],
+)
+def test_mandarin_names_are_made_speakable(written, said):
+    assert stock_names.spoken(written, "zh") == said
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("ICBC", "I.C.B.C"),
+        ("SPD Bank", "S.P.D Bank"),
+        ("CATL", "C.A.T.L"),
+        ("JA Solar Technology", "J.A Solar Technology"),
+        ("COSCO Shipping Holdings", "COSCO Shipping Holdings"),
+        ("Shenzhen YUTO Packaging Technology", "Shenzhen YUTO Packaging Technology"),
+        ("Kingfa Sci. & Tech.", "Kingfa Science & Technology"),
+        ("360 Security Technology", "3 6 0 Security Technology"),
+        ("37 Interactive", "37 Interactive"),
+        ("3PEAK", "three peak"),
+        ("People's Insurance Company (Group) of China", "People's Insurance Company (Group) of China"),
+    ],
+)
+def test_english_names_are_made_speakable(written, said):
+    assert stock_names.spoken(written, "en") == said
+
+
+def test_mandarin_phrases_have_misread_words_in_pinyin_but_not_name_readings():
+    assert prompts.spoken("zh/invalid-input", "输入有误，请重新输入。") == "输入有误，请chong2 xin1输入。"
+    assert prompts.spoken("zh/x", "请认真地听。") == "请认真地听。"
+    assert prompts.spoken("en/x", "ICBC") == "ICBC"
+
+
+def test_the_stock_names_are_built_from_the_instruments_file(tmp_path, small, fake, instruments):
+    report = build(tmp_path / "pack", fake, instruments=instruments)
+    assert set(report.made) == set(SMALL) | STOCK_NAMES
+    assert report.languages == {"zh": 5, "en": 5}
+    entries = manifest(tmp_path / "pack")
+    assert entries["zh/stock-name-600000"]["text"] == "浦发银行"
+    assert entries["zh/stock-name-600000"]["spoken"] == "浦发yin2 hang2"
+    assert entries["en/stock-name-600000"]["spoken"] == "S.P.D Bank"
+    # Spoken as written: no "spoken".
+    assert "spoken" not in entries["en/stock-name-600190"]
+    assert "zh/星S T锦港" in fake.calls and "zh/*ST锦港" not in fake.calls
+    path = resolve(str(tmp_path / "pack"), "zh/stock-name-000100")
+    assert path == str(tmp_path / "pack" / "zh" / "stock-name-000100.wav")
+    assert load_prompt(path, "PCMU")
+
+
+def test_stock_names_are_a_cache_too(tmp_path, small, fake, instruments, monkeypatch):
+    pack = tmp_path / "pack"
+    build(pack, fake, instruments=instruments)
+    fake.calls.clear()
+    assert build(pack, fake, instruments=instruments).made == []
+    assert fake.calls == []
+
+    renamed = dict(INSTRUMENTS, **{"600190": ("ST锦港", "Jinzhou Port")})
+    write_instruments(tmp_path / "instruments.csv", renamed)
+    assert build(pack, fake, instruments=instruments).made == ["zh/stock-name-600190"]
+    assert fake.calls == ["zh/S T锦港"]
+
+    # A change of how a name is said remakes it, the text being the same.
+    monkeypatch.setitem(stock_names.EN_RESPELLINGS, "Port", "Harbour")
+    assert build(pack, fake, instruments=instruments).made == ["en/stock-name-600190"]
+    assert manifest(pack)["en/stock-name-600190"]["spoken"] == "Jinzhou Harbour"
+
+
+def test_an_instrument_taken_out_of_the_file_loses_its_names(tmp_path, small, fake, instruments):
+    pack = tmp_path / "pack"
+    build(pack, fake, instruments=instruments)
+    write_instruments(tmp_path / "instruments.csv", {"600000": INSTRUMENTS["600000"]})
+    report = build(pack, fake, instruments=instruments)
+    assert sorted(report.removed) == sorted(STOCK_NAMES - {"zh/stock-name-600000", "en/stock-name-600000"})
+    assert not (pack / "zh" / "stock-name-600190.wav").exists()
+    assert {name for name in manifest(pack) if "stock-name" in name} == {"zh/stock-name-600000", "en/stock-name-600000"}
+
+
+def test_a_build_without_instruments_leaves_the_stock_names_alone(tmp_path, small, fake, instruments):
+    pack = tmp_path / "pack"
+    build(pack, fake, instruments=instruments)
+    write_pcm(pack / "studio" / "zh" / "stock-name-600000.wav", [1000, -1000] * 800)
+    fake.calls.clear()
+    report = build(pack, fake)
+    assert report.removed == [] and report.warnings == [] and report.made == []
+    assert sorted(report.reused) == sorted(SMALL)
+    assert STOCK_NAMES <= set(manifest(pack))
+    assert all((pack / f"{name}.wav").exists() for name in STOCK_NAMES)
+    # Taken in at the next build with the file.
+    assert build(pack, fake, instruments=instruments).studio == ["zh/stock-name-600000"]
+
+
+def test_a_studio_recording_replaces_a_stock_name(tmp_path, small, fake, instruments):
+    pack = tmp_path / "pack"
+    studio = write_pcm(pack / "studio" / "zh" / "stock-name-600000.wav", [1000, -1000] * 4000)
+    write_pcm(pack / "studio" / "zh" / "stock-name-999999.wav", [1000, -1000] * 4000)
+    report = build(pack, fake, instruments=instruments)
+    assert report.studio == ["zh/stock-name-600000"]
+    assert "zh/浦发yin2 hang2" not in fake.calls
+    assert sha256(resolve(str(pack), "zh/stock-name-600000")) == sha256(studio)
+    assert report.warnings == [
+        f"{pack}/studio/zh/stock-name-999999.wav: no prompt zh/stock-name-999999 in the catalogue, not used"
+    ]
+
+
+def test_one_stock_name_can_be_built(tmp_path, small, fake, instruments):
+    report = build(tmp_path / "pack", fake, instruments=instruments, names=["stock-name-600000"])
+    assert sorted(report.made) == ["en/stock-name-600000", "zh/stock-name-600000"]
+
+
+def test_bad_lines_of_the_instruments_file_are_named_all_at_once(tmp_path, small, fake):
+    path = write_instruments(
+        tmp_path / "instruments.csv",
+        extra_lines=[
+            "60001,SSE,某某股份,Someone,main,10.00,false,100",
+            "600002,SSE,,Nobody,main,10.00,false,100",
+            "600003,SSE,某某,  ,main,10.00,false,100",
+            "600000,SZSE,浦发银行,SPD Bank,main,13.50,false,100",
+            "600004,SSE,白云机场",
+        ],
+    )
+    with pytest.raises(PromptPackError) as caught:
+        build(tmp_path / "pack", fake, instruments=path)
+    assert caught.value.problems == [
+        f"{path} line 5: code '60001' is not 6 digits",
+        f"{path} line 6: name_zh is empty",
+        f"{path} line 7: name_en is empty",
+        f"{path} line 8: code 600000 is already on line 2",
+        f"{path} line 9: expected the 8 fields of the header",
+    ]
+    assert not (tmp_path / "pack").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("code,exchange,name\n600000,SSE,浦发银行\n", " line 1: no column name_zh, name_en"),
+        ("code,name_zh,name_en\n600000,浦发银行,SPD Bank\n".encode("gbk"), " line 2: not UTF-8"),
+        (None, ": no such file"),
+    ],
+)
+def test_an_instruments_file_that_cannot_be_read_is_an_error(tmp_path, small, fake, content, problem):
+    path = tmp_path / "instruments.csv"
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(PromptPackError) as caught:
+        build(tmp_path / "pack", fake, instruments=str(path))
+    (message,) = caught.value.problems
+    assert message.startswith(f"{path}{problem}")
+
+
+def test_a_stock_name_that_is_missing_says_how_to_build_it(tmp_path):
+    with pytest.raises(PromptNotFound, match=r"callcenter prompts build --dir \S+ --instruments etc/instruments.csv\)$"):
+        resolve(str(tmp_path), "zh/stock-name-600000")
+
+
+def test_a_synthesis_failure_in_a_worker_names_the_prompt_and_keeps_what_came_before(tmp_path, small, fake):
+    fake.fail_on = SMALL["zh/goodbye"]
+    with pytest.raises(SynthesisError, match="^prompt zh/goodbye: fake: no voice for that$"):
+        build_pack(str(tmp_path), synthesise=fake, workers=2)
+    assert {"zh/welcome", "en/welcome"} <= set(manifest(tmp_path))
+    assert "zh/goodbye" not in manifest(tmp_path)
+
+
 # The command.
 
 
@@ -449,6 +662,20 @@ def test_the_command_reports_problems_with_status_2(tmp_path, small, fake, monke
     _, err = capfd.readouterr()
     assert err == (f"callcenter: studio recording of zh/goodbye: {tmp_path}/studio/zh/goodbye.wav: "
                    "11025 Hz, prompts must be 8000 Hz (we do not resample)\n")
+
+
+def test_the_command_builds_the_stock_names_of_an_instruments_file(tmp_path, small, fake, monkeypatch, capfd):
+    monkeypatch.setattr(prompts, "espeak", fake)
+    path = write_instruments(tmp_path / "instruments.csv")
+    assert cli.main(["prompts", "build", "--dir", str(tmp_path / "pack"), "--instruments", path]) == 0
+    out, _ = capfd.readouterr()
+    assert out.startswith(f"prompts in {tmp_path}/pack (zh 5, en 5): 10 made, 0 reused,")
+    (tmp_path / "instruments.csv").write_text(INSTRUMENTS_HEADER + "\nA,SSE,某,Some,main,1.00,false,100\n")
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["prompts", "build", "--dir", str(tmp_path / "pack"), "--instruments", path])
+    assert caught.value.code == 2
+    _, err = capfd.readouterr()
+    assert err == f"callcenter: {path} line 2: code 'A' is not 6 digits\n"
 
 
 # The resampler.
@@ -498,3 +725,28 @@ def test_espeak_ng_makes_mandarin_and_english_prompts(tmp_path):
         frames = load_prompt(path, "PCMU")
         assert len(frames) == math.ceil(len(samples) / 160)
         assert {len(frame) for frame in frames} == {160}
+
+
+def espeak_phonemes(text):
+    completed = subprocess.run(
+        ["espeak-ng", "-v", Espeak.VOICES["zh"], "-q", "-x", "--stdin"], input=text.encode(), capture_output=True,
+        check=True,
+    )
+    return completed.stdout.decode()
+
+
+def test_espeak_ng_says_a_star_st_name_in_mandarin(tmp_path, instruments):
+    # Unchanged, "*" is said in English ("asterisk"), and 行 of 银行 "xing".
+    assert "(en)" in espeak_phonemes("*ST锦港")
+    said = stock_names.spoken("*ST锦港", "zh")
+    assert "(en)" not in espeak_phonemes(said)
+    assert "X'a35N" in espeak_phonemes(stock_names.spoken("浦发银行", "zh"))
+
+    report = build_pack(str(tmp_path / "pack"), names=["zh/stock-name-600190"], workers=1, instruments=instruments)
+    assert report.made == ["zh/stock-name-600190"]
+    entry = manifest(tmp_path / "pack")["zh/stock-name-600190"]
+    assert entry["spoken"] == said
+    samples = read_wav(resolve(str(tmp_path / "pack"), "zh/stock-name-600190"))
+    # Six syllables (xing S T jin gang, S being two): one to two and a half seconds.
+    assert 1 < len(samples) / 8000 < 2.5
+    assert -26 < rms_dbfs(samples) < -18

@@ -107,3 +107,10 @@ def test_silence_and_empty_names_are_no_prompts(tmp_path):
         assert results(names.prompt("板块点评", "zh")) == [None]
     assert results(names.prompt("  ", "zh")) == [None]
     assert results(names.prompt(None, "en")) == [None]
+
+
+def test_names_are_said_as_stock_names_are(tmp_path):
+    synthesiser = Synthesiser()
+    names = SpokenNames(str(tmp_path), at_once, synthesiser)
+    results(names.prompt("兴业银行研究所", "zh"))
+    assert synthesiser.said == [("xing1业yin2 hang2研究所", "zh")]
