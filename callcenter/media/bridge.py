@@ -21,7 +21,6 @@ from twisted.internet import defer
 from callcenter.media import g711
 
 _TRANSCODE = {("PCMU", "PCMA"): g711.ulaw_to_alaw, ("PCMA", "PCMU"): g711.alaw_to_ulaw}
-_SILENCE = {"PCMU": g711.ULAW_SILENCE, "PCMA": g711.ALAW_SILENCE}
 
 
 class _Direction:
@@ -55,7 +54,7 @@ class _Direction:
     def _choose_conversion(self, source_codec, sink_codec):
         self._source_codec = source_codec
         self._sink_codec = sink_codec
-        self._silence = bytes((_SILENCE[source_codec.encoding.upper()],)) * self.source.engine.samples_per_tick
+        self._silence = bytes((g711.SILENCE[source_codec.encoding.upper()],)) * self.source.engine.samples_per_tick
         if sink_codec is None:
             self._convert = None
         else:

@@ -27,7 +27,6 @@ from twisted.internet import defer
 from callcenter.media import g711
 from callcenter.media.mixing import FrameMixer
 
-_SILENCE = {"PCMU": g711.ULAW_SILENCE, "PCMA": g711.ALAW_SILENCE}
 _TRANSCODE = {"PCMU": g711.alaw_to_ulaw, "PCMA": g711.ulaw_to_alaw}
 
 
@@ -76,7 +75,7 @@ class Member:
             self.encoding = self.silence = None
         else:
             self.encoding = codec.encoding.upper()
-            self.silence = bytes((_SILENCE[self.encoding],)) * self._samples
+            self.silence = bytes((g711.SILENCE[self.encoding],)) * self._samples
 
 
 class ConferenceRoom:

@@ -147,3 +147,9 @@ def ulaw_to_alaw(data):
 def alaw_to_ulaw(data):
     """A-law bytes to μ-law bytes."""
     return data.translate(_ALAW_TO_ULAW)
+
+
+# By SDP encoding name: what the media modules look up for a call's codec.
+ENCODERS = {"PCMU": linear_to_ulaw, "PCMA": linear_to_alaw}
+DECODERS = {"PCMU": ulaw_to_linear, "PCMA": alaw_to_linear}
+SILENCE = {"PCMU": ULAW_SILENCE, "PCMA": ALAW_SILENCE}

@@ -30,8 +30,6 @@ _OFFSET = 0x8000
 _OUTPUT_BIAS = 1 << 30
 _BIAS_HIGH_BYTES = ((_OUTPUT_BIAS >> 16) & 0xFF, _OUTPUT_BIAS >> 24)
 
-_DECODERS = {"PCMU": g711.ulaw_to_linear, "PCMA": g711.alaw_to_linear}
-_ENCODERS = {"PCMU": g711.linear_to_ulaw, "PCMA": g711.linear_to_alaw}
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
 
@@ -52,8 +50,8 @@ def _offset_encode_table(encode):
     return tuple(encode(every_sample.tobytes()))
 
 
-_WIDEN = {encoding: _widen_tables(decode) for encoding, decode in _DECODERS.items()}
-_ENCODE = {encoding: _offset_encode_table(encode) for encoding, encode in _ENCODERS.items()}
+_WIDEN = {encoding: _widen_tables(decode) for encoding, decode in g711.DECODERS.items()}
+_ENCODE = {encoding: _offset_encode_table(encode) for encoding, encode in g711.ENCODERS.items()}
 
 
 def _offset_samples(pcm):

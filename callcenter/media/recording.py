@@ -30,7 +30,6 @@ from callcenter.media import g711
 from callcenter.media.mixing import FrameMixer
 from callcenter.media.wavfile import WavRecorder
 
-_SILENCE = {"PCMU": g711.ULAW_SILENCE, "PCMA": g711.ALAW_SILENCE}
 # (the session's encoding, the file's) -> conversion of a frame.
 _CONVERT = {("PCMU", "PCMA"): g711.ulaw_to_alaw, ("PCMA", "PCMU"): g711.alaw_to_ulaw}
 
@@ -90,7 +89,7 @@ class CallRecording:
                 raise ValueError("no encoding given and the session has no codec yet")
             encoding = session.codec.encoding
         encoding = encoding.upper()
-        if encoding not in _SILENCE:
+        if encoding not in g711.SILENCE:
             raise ValueError(f"encoding {encoding!r} is not PCMU or PCMA")
         self.session = session
         self.paths = paths
@@ -101,7 +100,7 @@ class CallRecording:
         self._reactor = reactor if reactor is not None else session.engine.reactor
         self._threadpool = threadpool
         samples = session.engine.samples_per_tick
-        self._silence = bytes((_SILENCE[encoding],)) * samples
+        self._silence = bytes((g711.SILENCE[encoding],)) * samples
         self._mixer = FrameMixer(samples)
         self._recorders = self._open(paths, encoding)
         self._rx = self._recorders.get("rx")

@@ -24,7 +24,6 @@ WAVE_FORMAT_MULAW = 7
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 _ENCODING_FORMATS = {"PCMU": WAVE_FORMAT_MULAW, "PCMA": WAVE_FORMAT_ALAW}
-_SILENCE = {"PCMU": bytes((g711.ULAW_SILENCE,)), "PCMA": bytes((g711.ALAW_SILENCE,))}
 # (format tag of the file, encoding wanted) -> conversion of the whole data.
 _CONVERSIONS = {
     (WAVE_FORMAT_PCM, "PCMU"): g711.linear_to_ulaw,
@@ -116,7 +115,7 @@ def load_prompt(path, encoding):
         if tag == WAVE_FORMAT_PCM and len(data) % 2:
             data = data[:-1]
         payload = _CONVERSIONS[tag, encoding](data)
-        payload += _SILENCE[encoding] * (-len(payload) % FRAME_BYTES)
+        payload += bytes((g711.SILENCE[encoding],)) * (-len(payload) % FRAME_BYTES)
         frames = tuple(
             payload[offset : offset + FRAME_BYTES] for offset in range(0, len(payload), FRAME_BYTES)
         )

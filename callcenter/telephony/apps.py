@@ -9,8 +9,6 @@ from callcenter.interfaces import IFlows
 from callcenter.media import g711
 from callcenter.media.tones import tone_frames
 
-ENCODERS = {"PCMU": g711.linear_to_ulaw, "PCMA": g711.linear_to_alaw}
-SILENCE = {"PCMU": bytes([g711.ULAW_SILENCE]) * 160, "PCMA": bytes([g711.ALAW_SILENCE]) * 160}
 
 
 @defer.inlineCallbacks
@@ -26,8 +24,8 @@ def tone_test(channel):
     """A 1 kHz tone, one second on, one second off, until the caller hangs up."""
     yield channel.answer()
     encoding = channel.codec.encoding
-    tone = [ENCODERS[encoding](frame) for frame in tone_frames((1000,), 1000, 8000)]
-    second_of_silence = [SILENCE[encoding]] * 50
+    tone = [g711.ENCODERS[encoding](frame) for frame in tone_frames((1000,), 1000, 8000)]
+    second_of_silence = [bytes((g711.SILENCE[encoding],)) * 160] * 50
     while not channel.ended.called:
         played = yield channel.play(tone + second_of_silence)
         if not played:

@@ -26,6 +26,8 @@ def prompt_names(module):
     names = set()
     for node in ast.walk(ast.parse(inspect.getsource(module))):
         step = getattr(node.func, "attr", getattr(node.func, "id", None)) if isinstance(node, ast.Call) else None
+        if step == "play" and getattr(node.func.value, "id", None) == "channel":
+            continue  # straight to the channel: audio, or Asterisk's own sounds ("beep")
         if step in _STEPS:
             arguments = [*node.args, *(keyword.value for keyword in node.keywords)]
             if step in _KIND_SECOND:

@@ -373,3 +373,12 @@ def test_an_investor_hears_the_experts_name_before_the_commentaries(store, promp
     run(clock, flow(RecordingChannel(clock, ["1", "88#", "*", "*"])))
     said = heard(prompter)
     assert said[said.index("zh/enter-mailbox") + 1:][:2] == ["zh/said-3", "zh/mailbox-empty"]
+
+
+def test_the_recording_starts_after_a_beep_no_key_cuts_short(store, prompter, audio_dir, clock):
+    channel, _ = call(Bulletins, store, prompter, audio_dir, clock, EDITOR + ["2", 3, "#", "2", "*"])
+    assert ["beep"] in channel.heard_out  # Asterisk's sound of that name, on an AGI channel
+    sip, _ = call(Bulletins, store, prompter, audio_dir, clock, EDITOR + ["2", 3, "#", "2", "*"],
+                  codec=AudioFormat(0, "PCMU", 8000))
+    [beep] = [frames for frames in sip.heard_out if frames and isinstance(frames[0], bytes)]
+    assert len(beep) == 15 and all(len(frame) == 160 for frame in beep)  # 300 ms of 20 ms frames

@@ -36,6 +36,8 @@ from callcenter.ivr import bulletins as data
 from callcenter.ivr.bulletins import PinCheck
 from callcenter.ivr.dialogue import AGENT, BACK, INVALID, TIMEOUT, CallEnded, TooManyRetries
 from callcenter.ivr.say import say_digits
+from callcenter.media import g711
+from callcenter.media.tones import dbm0_amplitude, tone_frames
 from callcenter.media.wavfile import load_prompt
 
 __all__ = ["Bulletins", "Experts"]
@@ -184,8 +186,9 @@ class _Flow:
 
     @defer.inlineCallbacks
     def _record_once(self, channel, kind, prompt):
-        """Record after C{prompt} until # (or the longest allowed); (relative, absolute) paths."""
+        """Record after C{prompt} and the beep until # (or the longest allowed); (relative, absolute) paths."""
         yield self.dialogue.play(channel, prompt)
+        yield _beep(channel)
         relative, path = data.new_recording(self.audio_dir, kind, self.now())
         recording = None
         try:
@@ -270,6 +273,23 @@ class _Flow:
                 index = wanted
             else:
                 yield self.dialogue.play(channel, no_more)
+
+
+# The beep the record prompts announce ("after the tone"): 1 kHz for 300 ms,
+# -10 dBm0, as voicemail systems sound it.
+_BEEP = tone_frames((1000,), 300, dbm0_amplitude(-10))
+
+
+@defer.inlineCallbacks
+def _beep(channel):
+    _ended(channel)
+    if channel.codec is None:
+        # Asterisk's own sound file of the same beep.
+        yield channel.play(["beep"], interruptible=False)
+    else:
+        encode = g711.ENCODERS[channel.codec.encoding]
+        yield channel.play([encode(frame) for frame in _BEEP], interruptible=False)
+    _ended(channel)
 
 
 @defer.inlineCallbacks
