@@ -44,15 +44,19 @@ __all__ = [
     "add_commentary",
     "add_editor",
     "add_expert",
+    "bulletin",
     "categories",
     "current_bulletins",
     "delete_commentary",
+    "editor_categories",
+    "expire_bulletin",
     "expert",
     "expert_commentaries",
     "new_recording",
     "publish_commentary",
     "published_commentaries",
     "recording_duration_ms",
+    "unexpired_bulletins",
     "unlock",
 ]
 
@@ -178,14 +182,22 @@ def add_bulletin(connection, category, audio_path, duration_ms, publish_at, reco
     ).inserted_primary_key[0]
 
 
+_BULLETIN = (
+    bulletins.c.id, bulletins.c.category, bulletins.c.title, bulletins.c.audio_path, bulletins.c.duration_ms,
+    bulletins.c.recorded_by, bulletins.c.publish_at, bulletins.c.expire_at,
+)
+
+
+def _bulletin(row):
+    return Bulletin(row.id, row.category, row.title, row.audio_path, row.duration_ms, row.recorded_by,
+                    _aware(row.publish_at), _aware(row.expire_at))
+
+
 def current_bulletins(connection, category, now):
     """The bulletins of C{category} published and not expired at C{now}, newest first."""
     now = _utc(now)
     rows = connection.execute(
-        sa.select(
-            bulletins.c.id, bulletins.c.category, bulletins.c.title, bulletins.c.audio_path,
-            bulletins.c.duration_ms, bulletins.c.recorded_by, bulletins.c.publish_at, bulletins.c.expire_at,
-        )
+        sa.select(*_BULLETIN)
         .where(
             bulletins.c.category == category,
             bulletins.c.publish_at <= now,
@@ -193,11 +205,58 @@ def current_bulletins(connection, category, now):
         )
         .order_by(bulletins.c.publish_at.desc(), bulletins.c.id.desc())
     )
-    return [
-        Bulletin(row.id, row.category, row.title, row.audio_path, row.duration_ms, row.recorded_by,
-                 _aware(row.publish_at), _aware(row.expire_at))
-        for row in rows
-    ]
+    return [_bulletin(row) for row in rows]
+
+
+def unexpired_bulletins(connection, now):
+    """
+    The bulletins of every category not expired at C{now}, those heard now
+    and those to be published later (less those withdrawn before: see
+    L{expire_bulletin}): by category, newest publication first.
+    """
+    now = _utc(now)
+    rows = connection.execute(
+        sa.select(*_BULLETIN)
+        .where(sa.or_(
+            bulletins.c.expire_at.is_(None),
+            sa.and_(bulletins.c.expire_at > now, bulletins.c.expire_at > bulletins.c.publish_at),
+        ))
+        .order_by(bulletins.c.category, bulletins.c.publish_at.desc(), bulletins.c.id.desc())
+    )
+    return [_bulletin(row) for row in rows]
+
+
+def bulletin(connection, bulletin_id):
+    """The bulletin C{bulletin_id}, expired or not, or None."""
+    row = connection.execute(sa.select(*_BULLETIN).where(bulletins.c.id == bulletin_id)).first()
+    return None if row is None else _bulletin(row)
+
+
+def expire_bulletin(connection, bulletin_id, now):
+    """
+    Take the bulletin off the air at C{now}; one not yet published expires
+    when it was to be published, so that nobody ever hears it.  The row
+    and the recording stay: what investors heard, and when, is kept.
+    Returns the bulletin as it is now, or None if there is no such bulletin.
+    """
+    found = bulletin(connection, bulletin_id)
+    if found is None:
+        return None
+    now = _utc(now)
+    if found.expire_at is not None and found.expire_at <= now:
+        return found
+    expire_at = max(found.publish_at, now)
+    connection.execute(bulletins.update().where(bulletins.c.id == bulletin_id).values(expire_at=expire_at))
+    return bulletin(connection, bulletin_id)
+
+
+def editor_categories(connection, editor_id):
+    """
+    The codes of the categories C{editor_id} may publish in, in menu order.
+    Every category: the schema does not yet restrict an editor to some (by
+    phone, too, an editor records in any).
+    """
+    return [category.code for category in categories(connection)]
 
 
 # -- editors, experts and their PINs

@@ -5,7 +5,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from callcenter.config import Integer, Kind, Mismatch, OneOf, Text, setting, show
-from callcenter.interfaces import ISubsystem
+from callcenter.interfaces import ISubsystem, IWebAPI
 from callcenter.ivr.flows import FLOWS, LANGUAGE_KEYS
 
 _MENU_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
@@ -108,7 +108,13 @@ class IVRSubsystem:
     def makeService(self, config, context):
         from callcenter.ivr.service import ivr_service
 
-        return ivr_service(config, context)
+        service = ivr_service(config, context)
+        if context.store is not None:
+            from callcenter.ivr.bulletins_api import bulletins_api
+
+            # Editors upload bulletins over HTTP too, on the web subsystem's listener.
+            context.components.provide(IWebAPI, bulletins_api(config, context))
+        return service
 
 
 ivr = IVRSubsystem()
