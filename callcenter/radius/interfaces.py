@@ -1,0 +1,53 @@
+"""
+The seams of the radius subsystem: the protocol side (packets, clients,
+authenticators, duplicates) asks the policy side (accounts, quotas,
+sessions) for decisions and hands it accounting records; neither knows the
+other's internals.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IAccessPolicy(Interface):
+    """Decides Access-Requests from the investors' internet accounts."""
+
+    def authenticate(request):
+        """
+        Decide an L{AccessRequest}.
+
+        @return: a Deferred firing with an L{AccessDecision}.  It never
+            fails for a wrong password or an unknown user (that is a
+            reject); a failure means the decision could not be made (the
+            store is down) and the request is dropped, so the NAS retries.
+        """
+
+
+class IAccountingSink(Interface):
+    """Keeps accounting records; the Accounting-Response waits for it."""
+
+    def record(request):
+        """
+        Persist an L{AccountingRecord}: sessions and usage are durable when
+        the returned Deferred fires, and only then is the NAS answered.  A
+        failure means the record was not kept: no answer, the NAS retries.
+        """
+
+
+class IDisconnector(Interface):
+    """Asks NASes to end sessions (RFC 5176 Disconnect-Request)."""
+
+    def disconnect(session, reason):
+        """
+        Send a Disconnect-Request for C{session} (a row of radius_sessions)
+        to its NAS, retrying; fires with the outcome ("ack", "nak" with the
+        Error-Cause, or "timeout"), which is also recorded.
+        """
+
+
+class IRadiusClients(Interface):
+    """The NASes we answer, by source address."""
+
+    def client_for(address):
+        """The L{callcenter.radius.clients.RadiusClient} for source IP C{address}, or None."""
+
+    clients = Attribute("Every configured client.")
