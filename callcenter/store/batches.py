@@ -41,6 +41,10 @@ class GroupCommitter:
         self._store = store
         self._max_batch = max_batch
         self._queue = []
+        # Whether the batch loop runs, and its Deferred while it waits for
+        # the store; a flag apart, since a store that answers at once
+        # finishes the loop before its Deferred could be kept.
+        self._running = False
         self._writing = None
 
     def submit(self, work, *args):
@@ -52,13 +56,16 @@ class GroupCommitter:
         """
         d = defer.Deferred()
         self._queue.append((work, args, d))
-        if self._writing is None:
-            self._writing = self._write()
+        if not self._running:
+            self._running = True
+            writing = self._write()
+            if self._running:
+                self._writing = writing
         return d
 
     def idle(self):
         """Fires once everything submitted so far is written."""
-        if self._writing is None:
+        if not self._running:
             return defer.succeed(None)
         d = defer.Deferred()
 
@@ -87,4 +94,5 @@ class GroupCommitter:
                     else:
                         d.callback(outcome)
         finally:
+            self._running = False
             self._writing = None
