@@ -10,7 +10,7 @@ CONFIG ?= etc/callcenter.toml
 PYTEST_ARGS ?=
 
 # Debian packages the test suite talks to (real counterparts, not fakes).
-TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng
+TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng freeradius-utils
 
 .PHONY: run test test-sqlite test-postgresql install clean
 
@@ -41,6 +41,8 @@ var/prompts/.stock-names: var/prompts/manifest.json etc/instruments.csv
 	$(BIN)/callcenter prompts build --dir var/prompts --instruments etc/instruments.csv
 	touch $@
 
+# The demo NAS's shared secret (README.rst): demo only, like the demo passwords.
+run: export CALLCENTER_RADIUS_DEMO_SECRET ?= demo-nas-secret
 run: install var/prompts/.stock-names
 	$(BIN)/callcenter db upgrade --config $(CONFIG)
 	$(BIN)/callcenter demo load --config $(CONFIG)

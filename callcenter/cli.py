@@ -20,8 +20,19 @@ The ``callcenter`` command: administration without starting the server.
     callcenter audit head [--config FILE]
     callcenter prompts build [--dir DIR] [--lang zh|en ...] [--instruments CSV] [--force]
     callcenter ivr category add [--config FILE] CODE NAME_ZH NAME_EN
-    callcenter ivr editor add [--config FILE] ID NAME [--pin-stdin]
+    callcenter ivr editor add [--config FILE] ID NAME [--pin-stdin] [--category CODE ...]
+    callcenter ivr editor allow|revoke [--config FILE] ID CODE...
+    callcenter ivr editor unlock [--config FILE] ID
     callcenter ivr expert add [--config FILE] NO NAME_ZH NAME_EN [--pin-stdin]
+    callcenter ivr expert unlock [--config FILE] NO
+    callcenter internet open [--config FILE] FUND_ACCOUNT USERNAME [--tier TIER] [--chap] [--language zh|en]
+        [--password-stdin]
+    callcenter internet enable|disable|unlock|show [--config FILE] USERNAME
+    callcenter internet tier [--config FILE] USERNAME TIER
+    callcenter internet passwd [--config FILE] USERNAME [--chap|--no-chap] [--password-stdin]
+    callcenter internet tiers [--config FILE]
+    callcenter internet tier-add [--config FILE] NAME --hours H|unlimited [--idle SECONDS] [--simultaneous N]
+    callcenter internet online [--config FILE] [--user USERNAME] [--client NAS]
 
 Problems are reported one per line on standard error with exit status 2;
 audit verify exits with status 1 when the audit log is not intact.
@@ -109,6 +120,23 @@ def db_current(args):
         database.engine.dispose()
 
 
+def _chap_key_variable(config):
+    """The environment variable holding the key of CHAP secrets, as the [radius] table names it."""
+    from callcenter.radius.chap import CHAP_KEY_VARIABLE
+
+    return getattr(config.subsystems.get("radius"), "chap_key_variable", CHAP_KEY_VARIABLE)
+
+
+def _configured_chap_secrets(config):
+    """The L{ChapSecrets} sealing CHAP passwords, or None when no key is set."""
+    from callcenter.radius.chap import ChapSecretError, chap_secrets_from_environment
+
+    try:
+        return chap_secrets_from_environment(_chap_key_variable(config))
+    except ChapSecretError as e:
+        exit_with([str(e)], CONFIG_ERROR)
+
+
 def demo_load(args):
     from callcenter.demo import load_demo
 
@@ -117,7 +145,8 @@ def demo_load(args):
     try:
         _database_problem(config, database.open)
         try:
-            counts = load_demo(database, args.data)
+            # Without a CHAP key, demo internet accounts are PAP only.
+            counts = load_demo(database, args.data, chap_secrets=_configured_chap_secrets(config))
         except (OSError, ValueError) as e:
             exit_with([str(e)], CONFIG_ERROR)
         summary = ", ".join(f"{table} {count}" for table, count in counts.items())
@@ -445,12 +474,44 @@ def ivr_category_add(args):
     print(f"bulletin category {args.code}: {args.name_zh.strip()} / {args.name_en.strip()}")
 
 
+def _may_publish_in(codes):
+    if not codes:
+        return "may publish in no category"
+    return f"may publish in categor{'y' if len(codes) == 1 else 'ies'} {', '.join(codes)}"
+
+
 def ivr_editor_add(args):
     from callcenter.ivr.bulletins import add_editor
 
     pin_hash = _new_pin(args, "editor")
-    _ivr_change(args, add_editor, args.id, args.name.strip(), pin_hash)
-    print(f"editor {args.id} ({args.name.strip()}) added")
+    codes = _ivr_change(args, add_editor, args.id, args.name.strip(), pin_hash, args.categories)
+    print(f"editor {args.id} ({args.name.strip()}) added, {_may_publish_in(codes)}")
+
+
+def ivr_editor_allow(args):
+    from callcenter.ivr.bulletins import allow_categories
+
+    codes = _ivr_change(args, allow_categories, args.id, args.codes)
+    print(f"editor {args.id} {_may_publish_in(codes)}")
+
+
+def ivr_editor_revoke(args):
+    from callcenter.ivr.bulletins import revoke_categories
+
+    codes = _ivr_change(args, revoke_categories, args.id, args.codes)
+    print(f"editor {args.id} {_may_publish_in(codes)}")
+
+
+def _ivr_unlock(args, kind, key, who):
+    from callcenter.ivr.bulletins import unlock
+
+    if not _ivr_change(args, unlock, kind, key):
+        exit_with([f"there is no {who} {key}"], CONFIG_ERROR)
+    print(f"{who} {key}: wrong PINs cleared, unlocked")
+
+
+def ivr_editor_unlock(args):
+    _ivr_unlock(args, "editor", args.id, "editor")
 
 
 def ivr_expert_add(args):
@@ -459,6 +520,277 @@ def ivr_expert_add(args):
     pin_hash = _new_pin(args, "expert")
     _ivr_change(args, add_expert, args.no, args.name_zh.strip(), args.name_en.strip(), pin_hash)
     print(f"expert mailbox {args.no} ({args.name_zh.strip()} / {args.name_en.strip()}) added")
+
+
+def ivr_expert_unlock(args):
+    _ivr_unlock(args, "expert", args.no, "expert mailbox")
+
+
+def _chap_secrets(args):
+    """
+    The L{ChapSecrets} sealing CHAP passwords, from the environment variable
+    the [radius] table names (CALLCENTER_RADIUS_CHAP_KEY by default).
+    """
+    config, _ = load(args.config)
+    secrets = _configured_chap_secrets(config)
+    if secrets is None:
+        variable = _chap_key_variable(config)
+        exit_with([f"CHAP needs the key in ${variable} (32 random bytes: openssl rand -hex 32)"], CONFIG_ERROR)
+    return secrets
+
+
+def _internet_password(args):
+    """
+    The new internet password, in clear for the caller to hash (and seal
+    for CHAP): from standard input with --password-stdin, else asked twice
+    without echo; never from the command line.
+    """
+    from callcenter.radius.accounts import InternetAccountError, check_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not sys.stdin.isatty():
+        exit_with(["no terminal to ask for the internet password: give it on standard input with --password-stdin"],
+                  CONFIG_ERROR)
+    else:
+        password = getpass.getpass("new internet password (6 to 64 characters): ")
+        if getpass.getpass("the same again: ") != password:
+            exit_with(["the two passwords differ"], CONFIG_ERROR)
+    try:
+        check_password(password)
+    except InternetAccountError as e:
+        exit_with([str(e)], CONFIG_ERROR)
+    return password
+
+
+def _internet_change(args, action, work, *work_args):
+    """
+    Run a change of L{callcenter.radius.accounts} that returns the account
+    it changed, audited for the user running the command in the same
+    transaction.  A mistake is reported in one line.
+    """
+    from callcenter.radius.accounts import InternetAccountError
+    from callcenter.trading import audit
+
+    origin = _staff_origin()
+
+    def audited(connection):
+        changed = work(connection, *work_args)
+        audit.append(connection, origin, action, "ok", changed.fund_account_no, {"username": changed.username})
+        return changed
+
+    database = _opened(args)
+    try:
+        try:
+            return _run(database, audited)
+        except InternetAccountError as e:
+            exit_with([str(e)], CONFIG_ERROR)
+    finally:
+        database.close()
+
+
+def _sealed(args, username, password, chap):
+    return _chap_secrets(args).seal(username, password) if chap else None
+
+
+def internet_open(args):
+    from callcenter.passwords import hash_password
+    from callcenter.radius.accounts import open_account
+
+    password = _internet_password(args)
+    sealed = _sealed(args, args.username, password, args.chap)
+    opened = _internet_change(
+        args, "internet_open", open_account, args.fund_account, args.username, hash_password(password), args.tier,
+        sealed, args.language,
+    )
+    methods = "PAP and CHAP" if opened.chap else "PAP"
+    print(f"internet account {opened.username} opened for fund account {opened.fund_account_no}: "
+          f"tier {opened.tier}, {methods}, language {opened.language}")
+
+
+def internet_enable(args):
+    from callcenter.radius.accounts import set_enabled
+
+    _internet_change(args, "internet_enable", set_enabled, args.username, True)
+    print(f"internet account {args.username}: enabled")
+
+
+def internet_disable(args):
+    from callcenter.radius.accounts import set_enabled
+
+    _internet_change(args, "internet_disable", set_enabled, args.username, False)
+    print(f"internet account {args.username}: disabled (sessions online end when the NAS next asks, "
+          "or when kicked)")
+
+
+def internet_unlock(args):
+    from callcenter.radius.accounts import unlock
+
+    _internet_change(args, "internet_unlock", unlock, args.username)
+    print(f"internet account {args.username}: failed logins cleared, unlocked")
+
+
+def internet_tier(args):
+    from callcenter.radius.accounts import set_tier
+
+    _internet_change(args, "internet_tier", set_tier, args.username, args.tier)
+    print(f"internet account {args.username}: tier {args.tier}")
+
+
+def _internet_account(args, username):
+    from callcenter.radius.accounts import account
+
+    database = _opened(args)
+    try:
+        found = _run(database, account, username)
+    finally:
+        database.close()
+    if found is None:
+        exit_with([f"no internet account {username!r}"], CONFIG_ERROR)
+    return found
+
+
+def internet_passwd(args):
+    from callcenter.passwords import hash_password
+    from callcenter.radius.accounts import set_password
+
+    chap = args.chap
+    if chap is None:
+        chap = _internet_account(args, args.username).chap
+    password = _internet_password(args)
+    sealed = _sealed(args, args.username, password, chap)
+    _internet_change(args, "internet_password", set_password, args.username, hash_password(password), sealed)
+    methods = "PAP and CHAP" if chap else "PAP only"
+    print(f"internet account {args.username}: password set ({methods}), failed logins cleared, unlocked")
+
+
+def _duration(seconds):
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _tier_text(tier):
+    monthly = "unlimited" if tier.monthly_seconds is None else f"{tier.monthly_seconds / 3600:g} h a month"
+    idle = "no idle timeout" if tier.idle_timeout is None else f"idle timeout {tier.idle_timeout} s"
+    sessions = "session" if tier.simultaneous_use == 1 else "sessions"
+    return f"{monthly}, {idle}, {tier.simultaneous_use} {sessions} at a time"
+
+
+def _hours(text):
+    if text == "unlimited":
+        return None
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1.0
+    if not 0 <= hours <= 744:
+        exit_with([f"--hours: expected hours a month from 0 to 744, or unlimited, not {text!r}"], CONFIG_ERROR)
+    return round(hours * 3600)
+
+
+def internet_tier_add(args):
+    from callcenter.radius.accounts import InternetAccountError, Tier, add_tier
+    from callcenter.trading import audit
+
+    tier = Tier(args.name, _hours(args.hours), args.idle, args.simultaneous)
+    origin = _staff_origin()
+
+    def added(connection):
+        new = add_tier(connection, tier.name, tier.monthly_seconds, tier.idle_timeout, tier.simultaneous_use)
+        detail = {"tier": tier.name, "monthly_seconds": tier.monthly_seconds, "idle_timeout": tier.idle_timeout,
+                  "simultaneous_use": tier.simultaneous_use}
+        audit.append(connection, origin, "internet_tier_add", "ok", None, detail)
+        return new
+
+    database = _opened(args)
+    try:
+        try:
+            new = _run(database, added)
+        except InternetAccountError as e:
+            exit_with([str(e)], CONFIG_ERROR)
+    finally:
+        database.close()
+    print(f"tier {tier.name} {'added' if new else 'changed'}: {_tier_text(tier)}")
+
+
+def internet_tiers(args):
+    from callcenter.radius.accounts import tiers
+
+    database = _opened(args)
+    try:
+        found = _run(database, tiers)
+    finally:
+        database.close()
+    for tier in found:
+        print(f"{tier.name}: {_tier_text(tier)}")
+    if not found:
+        print("no tiers: add one with 'callcenter internet tier-add'")
+
+
+def _local(moment):
+    from callcenter.radius.accounts import MONTH_ZONE
+
+    return f"{moment.astimezone(MONTH_ZONE):%Y-%m-%d %H:%M:%S}"
+
+
+def _session_line(session):
+    return (
+        f"{session.username or '-'} at {session.client} ({session.nas_ip or 'no NAS address'}): "
+        f"session {session.acct_session_id}, address {session.framed_ip or 'none'}, "
+        f"since {_local(session.started_at)}, "
+        f"{_duration(session.session_time)}, {session.input_octets} octets in, {session.output_octets} out"
+    )
+
+
+def internet_online(args):
+    from callcenter.radius.accounts import sessions_online
+
+    database = _opened(args)
+    try:
+        online = _run(database, sessions_online, args.user, args.client)
+    finally:
+        database.close()
+    for session in online:
+        print(_session_line(session))
+    print(f"{len(online)} session{'' if len(online) == 1 else 's'} online (times in Beijing time)")
+
+
+def internet_show(args):
+    from callcenter.radius.accounts import account, month_of, sessions_online, tiers, usage
+
+    username = args.username
+
+    def read(connection):
+        found = account(connection, username)
+        if found is None:
+            return None
+        tier = next(tier for tier in tiers(connection) if tier.name == found.tier)
+        used = usage(connection, username, month_of(time.time()))
+        return found, tier, used, sessions_online(connection, username=username)
+
+    database = _opened(args)
+    try:
+        shown = _run(database, read)
+    finally:
+        database.close()
+    if shown is None:
+        exit_with([f"no internet account {username!r}"], CONFIG_ERROR)
+    found, tier, used, online = shown
+    locked = f"locked since {_local(found.locked_at)}" if found.locked_at else "not locked"
+    left = ""
+    if tier.monthly_seconds is not None:
+        left = f", {_duration(max(0, tier.monthly_seconds - used.seconds))} left"
+    print(
+        f"internet account {found.username} of fund account {found.fund_account_no}\n"
+        f"  {'enabled' if found.enabled else 'disabled'}; tier {tier.name}: {_tier_text(tier)}\n"
+        f"  {'PAP and CHAP' if found.chap else 'PAP only'}; messages in {found.language}; "
+        f"logins: {found.failed_logins} failed, {locked}\n"
+        f"  {used.month}: {_duration(used.seconds)} used{left}; "
+        f"{used.input_octets} octets in, {used.output_octets} out\n"
+        f"  online: {len(online)}"
+    )
+    for session in online:
+        print(f"    {_session_line(session)}")
 
 
 def _parser():
@@ -598,31 +930,107 @@ def _parser():
         "ivr", help="bulletin categories, editors and expert mailboxes of the voice information service"
     ).add_subparsers(dest="ivr_command", required=True, metavar="WHAT")
 
-    def ivr_add(what, run, help, pin=False):
+    def ivr_actions(what, help):
+        return ivr.add_parser(what, help=help).add_subparsers(dest="ivr_action", required=True, metavar="ACTION")
+
+    def ivr_action(actions, name, run, help, pin=False):
         # No abbreviations: "--pin 1234" must not pass for --pin-stdin.
-        p = ivr.add_parser(what, help=help).add_subparsers(dest="ivr_action", required=True, metavar="ACTION")
-        adding = p.add_parser("add", help=help, allow_abbrev=False)
-        with_config(adding)
+        p = actions.add_parser(name, help=help, allow_abbrev=False)
+        with_config(p)
         if pin:
-            adding.add_argument(
+            p.add_argument(
                 "--pin-stdin",
                 action="store_true",
                 help="read the PIN from the first line of standard input instead of asking for it",
             )
-        adding.set_defaults(run=run)
-        return adding
+        p.set_defaults(run=run)
+        return p
 
-    category = ivr_add("category", ivr_category_add, "add or rename a bulletin category")
+    category = ivr_action(
+        ivr_actions("category", "bulletin categories"), "add", ivr_category_add, "add or rename a bulletin category"
+    )
     category.add_argument("code", metavar="CODE", help="the key callers press for it, 1 to 8")
     category.add_argument("name_zh", metavar="NAME_ZH")
     category.add_argument("name_en", metavar="NAME_EN")
-    editor = ivr_add("editor", ivr_editor_add, "add an editor who records bulletins by phone", pin=True)
+
+    editor_actions = ivr_actions("editor", "editors, who record bulletins by phone or upload them over HTTP")
+    editor = ivr_action(editor_actions, "add", ivr_editor_add, "add an editor", pin=True)
     editor.add_argument("id", metavar="ID", help="editor id, digits")
     editor.add_argument("name", metavar="NAME")
-    expert = ivr_add("expert", ivr_expert_add, "add an expert and their mailbox", pin=True)
+    editor.add_argument(
+        "--category", dest="categories", action="append", metavar="CODE",
+        help="a category the editor may publish in, repeatable [every category there is now]",
+    )
+    for name, run, help in (
+        ("allow", ivr_editor_allow, "let an editor publish in these categories too"),
+        ("revoke", ivr_editor_revoke, "no longer let an editor publish in (or withdraw from) these categories"),
+    ):
+        changing = ivr_action(editor_actions, name, run, help)
+        changing.add_argument("id", metavar="ID", help="editor id")
+        changing.add_argument("codes", metavar="CODE", nargs="+", help="category code")
+    ivr_action(editor_actions, "unlock", ivr_editor_unlock, "clear an editor's wrong PINs and the lock").add_argument(
+        "id", metavar="ID", help="editor id"
+    )
+
+    expert_actions = ivr_actions("expert", "experts and their mailboxes")
+    expert = ivr_action(expert_actions, "add", ivr_expert_add, "add an expert and their mailbox", pin=True)
     expert.add_argument("no", metavar="NO", help="mailbox number, digits")
     expert.add_argument("name_zh", metavar="NAME_ZH")
     expert.add_argument("name_en", metavar="NAME_EN")
+    ivr_action(expert_actions, "unlock", ivr_expert_unlock, "clear an expert's wrong PINs and the lock").add_argument(
+        "no", metavar="NO", help="mailbox number"
+    )
+    internet = commands.add_parser(
+        "internet", help="investors' internet accounts, their tiers and sessions (RADIUS; changes audited)"
+    ).add_subparsers(dest="internet_command", required=True, metavar="ACTION")
+
+    def internet_action(name, run, help, username=True):
+        # No abbreviations: "--password x" must not pass for --password-stdin.
+        p = internet.add_parser(name, help=help, allow_abbrev=False)
+        with_config(p)
+        if username:
+            p.add_argument("username", metavar="USERNAME", help="what the investor types at the NAS")
+        p.set_defaults(run=run)
+        return p
+
+    def password_from_stdin(p):
+        p.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the internet password from the first line of standard input instead of asking for it",
+        )
+
+    opening = internet_action("open", internet_open, "open an internet account for a fund account", username=False)
+    opening.add_argument("fund_account", metavar="FUND_ACCOUNT", help="the investor's fund account number")
+    opening.add_argument("username", metavar="USERNAME", help="what the investor will type at the NAS")
+    opening.add_argument("--tier", default="basic", help="quota tier [basic]")
+    opening.add_argument(
+        "--chap", action="store_true",
+        help="allow CHAP too: keeps the password encrypted with the key in $CALLCENTER_RADIUS_CHAP_KEY",
+    )
+    opening.add_argument("--language", choices=("zh", "en"), help="of the NAS's messages [the investor's]")
+    password_from_stdin(opening)
+    internet_action("enable", internet_enable, "let an internet account connect again")
+    internet_action("disable", internet_disable, "refuse an internet account's logins")
+    internet_action("unlock", internet_unlock, "clear an internet account's failed logins and the lock")
+    internet_action("tier", internet_tier, "move an internet account to another tier").add_argument(
+        "tier", metavar="TIER"
+    )
+    passwd = internet_action("passwd", internet_passwd, "set a new internet password, and unlock")
+    password_from_stdin(passwd)
+    chap = passwd.add_mutually_exclusive_group()
+    chap.add_argument("--chap", dest="chap", action="store_true", default=None, help="allow CHAP from now on")
+    chap.add_argument("--no-chap", dest="chap", action="store_false", help="refuse CHAP from now on")
+    internet_action("tiers", internet_tiers, "list the quota tiers", username=False)
+    tier_adding = internet_action("tier-add", internet_tier_add, "add a quota tier, or change one", username=False)
+    tier_adding.add_argument("name", metavar="NAME")
+    tier_adding.add_argument("--hours", required=True, metavar="H|unlimited", help="hours a month")
+    tier_adding.add_argument("--idle", type=int, metavar="SECONDS", help="idle timeout [the NAS's]")
+    tier_adding.add_argument("--simultaneous", type=int, default=1, metavar="N", help="sessions at a time [1]")
+    online = internet_action("online", internet_online, "list the sessions online", username=False)
+    online.add_argument("--user", metavar="USERNAME", help="only this account's")
+    online.add_argument("--client", metavar="NAS", help="only this NAS's")
+    internet_action("show", internet_show, "show an internet account and its use this month")
     return parser
 
 
@@ -632,7 +1040,7 @@ def main(argv=None):
     if unrecognized:
         # Not repeated for account commands: a password typed on the command
         # line would land in a terminal's scrollback or a script's log.
-        shown = "not shown" if args.command in ("account", "ivr") else " ".join(unrecognized)
+        shown = "not shown" if args.command in ("account", "ivr", "internet") else " ".join(unrecognized)
         parser.error(f"unrecognized arguments: {shown}")
     if getattr(args, "config", "") is None:
         args.config = default_config_path()

@@ -1,8 +1,8 @@
 """
 The demo data set: the A-share instrument master (C{etc/instruments.csv}) and
 fictitious branches, investors and their holdings, SIP extensions, agents,
-and the voice information service's categories, editors and experts
-(C{etc/demo/}).
+the voice information service's categories, editors and experts, and
+investors' internet access tiers and accounts (C{etc/demo/}).
 
 Loading can be repeated, after editing the files or on a database in use:
 rows whose key is already present are left as they are, so that secrets
@@ -19,9 +19,12 @@ import re
 
 import sqlalchemy as sa
 
+from callcenter.ivr.bulletins import add_editor
 from callcenter.passwords import hash_password, sip_ha1
+from callcenter.radius.accounts import open_account
 from callcenter.store.schema import agents, branches, bulletin_categories, customers, editors, experts
 from callcenter.store.schema import fund_accounts, instruments, positions, shareholder_accounts, sip_accounts
+from callcenter.store.schema import internet_accounts, internet_tiers
 
 INSTRUMENT_HEADER = "code,exchange,name_zh,name_en,board,prev_close,is_st,lot_size"
 BRANCH_HEADER = "code,name_zh,name_en,city,phone"
@@ -33,8 +36,10 @@ EXTENSION_HEADER = "username,display_name,password"
 AGENT_HEADER = "agent_id,name,password,extension,role"
 POSITION_HEADER = "fund_account_no,code,exchange,quantity,cost_cny"
 CATEGORY_HEADER = "code,name_zh,name_en"
-EDITOR_HEADER = "editor_id,name,pin"
+EDITOR_HEADER = "editor_id,name,pin,categories"
 EXPERT_HEADER = "expert_no,name_zh,name_en,pin"
+INTERNET_TIER_HEADER = "name,monthly_hours,idle_timeout,simultaneous_use"
+INTERNET_ACCOUNT_HEADER = "username,fund_account_no,password,tier,chap"
 # Holdings in the demo are from before any trading day the server will see,
 # so they are sellable at once (T+1 counts from this day).
 DEMO_HOLDING_DAY = "2000-01-03"
@@ -233,14 +238,24 @@ def _read_categories(path):
     return rows
 
 
-def _read_pin_holders(path, header, table, key):
-    """Editors or experts: an id keyed on the phone and a PIN (hashed when inserted)."""
+def _read_pin_holders(path, header, table, key, category_codes=()):
+    """
+    Editors or experts: an id keyed on the phone and a PIN (hashed when
+    inserted); an editor's C{categories}, the keys of those they may
+    publish in run together ("13"), every one of C{category_codes} if empty.
+    """
     rows = []
     for where, row in _read(path, header, key):
         length = table.c[key].type.length
         _matching(where, key, row[key], f"[0-9]{{1,{length}}}", f"1 to {length} digits")
         pin = _matching(where, "pin", row.pop("pin"), "[0-9]{6,12}", "6 to 12 digits", secret=True)
-        rows.append({**_fitted(where, table, row), "pin": pin})
+        allowed = row.pop("categories", None)
+        values = {**_fitted(where, table, row), "pin": pin}
+        if allowed is not None:
+            for code in allowed:
+                _one_of(where, "categories", code, category_codes)
+            values["categories"] = list(dict.fromkeys(allowed)) or list(category_codes)
+        rows.append(values)
     return rows
 
 
@@ -248,6 +263,82 @@ def _with_pin_hash(row):
     values = dict(row)
     values["pin_hash"] = hash_password(values.pop("pin"))
     return values
+
+
+def _insert_editors(connection, rows):
+    """
+    The editors not there yet, with their categories; those there keep the
+    categories they have (an administrator may have changed them since).
+    """
+    absent = _absent(connection, editors.c.editor_id, [row["editor_id"] for row in rows])
+    allowed = 0
+    for row in rows:
+        if row["editor_id"] in absent:
+            values = _with_pin_hash(row)
+            allowed += len(add_editor(connection, values["editor_id"], values["name"], values["pin_hash"],
+                                      values["categories"]))
+    return len(absent), allowed
+
+
+def _read_internet_tiers(path):
+    rows = []
+    for where, row in _read(path, INTERNET_TIER_HEADER, "name"):
+        _matching(where, "name", row["name"], "[a-z0-9][a-z0-9_-]{0,15}",
+                  "1 to 16 lower-case letters, digits, - and _")
+        hours = row["monthly_hours"]
+        if hours != "unlimited":
+            _matching(where, "monthly_hours", hours, "[0-9]+", "whole hours or unlimited")
+        idle = row["idle_timeout"]
+        if idle:
+            _matching(where, "idle_timeout", idle, "[1-9][0-9]*", "seconds, or empty for none")
+        simultaneous = _matching(
+            where, "simultaneous_use", row["simultaneous_use"], "[1-9][0-9]*", "a positive integer"
+        )
+        rows.append({
+            "name": row["name"],
+            "monthly_seconds": None if hours == "unlimited" else int(hours) * 3600,
+            "idle_timeout": int(idle) if idle else None,
+            "simultaneous_use": int(simultaneous),
+        })
+    return rows
+
+
+def _read_internet_accounts(path, account_nos, tier_names):
+    rows, fund_accounts_seen = [], set()
+    for where, row in _read(path, INTERNET_ACCOUNT_HEADER, "username"):
+        _matching(where, "username", row["username"], "[A-Za-z0-9][A-Za-z0-9._@-]{0,63}",
+                  "1 to 64 letters, digits, '.', '_', '@' and '-'")
+        _one_of(where, "fund_account_no", row["fund_account_no"], account_nos)
+        _one_of(where, "tier", row["tier"], tier_names)
+        _one_of(where, "chap", row["chap"], ("yes", "no"))
+        if row["fund_account_no"] in fund_accounts_seen:
+            raise ValueError(f"{where}: fund account {row['fund_account_no']} has an internet account already")
+        fund_accounts_seen.add(row["fund_account_no"])
+        _matching(where, "password", row["password"], "[^\x00-\x1f\x7f]{6,64}", "6 to 64 characters", secret=True)
+        rows.append(row)
+    return rows
+
+
+def _insert_internet_accounts(connection, rows, chap_secrets):
+    """
+    The internet accounts not there yet, for fund accounts without one:
+    the password hashed, and sealed for CHAP where the file says so and
+    there is a key (without, they log in with PAP only).
+    """
+    absent = _absent(connection, internet_accounts.c.username, [row["username"] for row in rows])
+    served = set(connection.scalars(sa.select(internet_accounts.c.fund_account_no)))
+    opened = 0
+    for row in rows:
+        if row["username"] not in absent or row["fund_account_no"] in served:
+            continue
+        sealed = None
+        if chap_secrets is not None and row["chap"] == "yes":
+            sealed = chap_secrets.seal(row["username"], row["password"])
+        open_account(
+            connection, row["fund_account_no"], row["username"], hash_password(row["password"]), row["tier"], sealed
+        )
+        opened += 1
+    return opened
 
 
 def _insert_absent_positions(connection, rows):
@@ -299,12 +390,14 @@ def _insert_investors(connection, investors):
     return len(investors)
 
 
-def load_demo(database, data_dir="etc", realm="callcenter"):
+def load_demo(database, data_dir="etc", realm="callcenter", chap_secrets=None):
     """
     Load C{instruments.csv} and C{demo/*.csv} under C{data_dir} into
     C{database}, in one transaction.
 
     @param realm: the SIP digest realm the extensions' HA1 are computed for.
+    @param chap_secrets: the L{callcenter.radius.chap.ChapSecrets} sealing
+        the CHAP passwords of new internet accounts; None: PAP only.
     @return: rows written per table: inserted, or for instruments inserted or
         changed.  Loading the same files again returns only zeros.
     @raise ValueError: a line is invalid, naming file and line; nothing is
@@ -325,8 +418,15 @@ def load_demo(database, data_dir="etc", realm="callcenter"):
         os.path.join(demo, "positions.csv"), [i["account_no"] for i in investors], instrument_keys
     )
     category_rows = _read_categories(os.path.join(demo, "bulletin_categories.csv"))
-    editor_rows = _read_pin_holders(os.path.join(demo, "editors.csv"), EDITOR_HEADER, editors, "editor_id")
+    editor_rows = _read_pin_holders(
+        os.path.join(demo, "editors.csv"), EDITOR_HEADER, editors, "editor_id", [row["code"] for row in category_rows]
+    )
     expert_rows = _read_pin_holders(os.path.join(demo, "experts.csv"), EXPERT_HEADER, experts, "expert_no")
+    internet_tier_rows = _read_internet_tiers(os.path.join(demo, "internet_tiers.csv"))
+    internet_account_rows = _read_internet_accounts(
+        os.path.join(demo, "internet_accounts.csv"), [i["account_no"] for i in investors],
+        [row["name"] for row in internet_tier_rows],
+    )
 
     def work(connection):
         counts = {"branches": _insert_absent(connection, branches, branch_rows)}
@@ -339,8 +439,10 @@ def load_demo(database, data_dir="etc", realm="callcenter"):
         counts["instruments"] = written["inserted"] + written["updated"]
         counts["positions"] = _insert_absent_positions(connection, position_rows)
         counts["bulletin_categories"] = _insert_absent(connection, bulletin_categories, category_rows)
-        counts["editors"] = _insert_absent(connection, editors, editor_rows, _with_pin_hash)
+        counts["editors"], counts["editor_categories"] = _insert_editors(connection, editor_rows)
         counts["experts"] = _insert_absent(connection, experts, expert_rows, _with_pin_hash)
+        counts["internet_tiers"] = _insert_absent(connection, internet_tiers, internet_tier_rows)
+        counts["internet_accounts"] = _insert_internet_accounts(connection, internet_account_rows, chap_secrets)
         return counts
 
     return database.transaction(work)

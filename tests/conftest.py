@@ -106,6 +106,30 @@ def running_store(db_url):
 
 
 @pytest.fixture
+def cli(capfd, monkeypatch):
+    """
+    Run the ``callcenter`` command in this process (argon2 and start-up
+    would make a child process per command slow): C{cli(*argv, stdin="")}
+    gives (exit status, stdout, stderr).
+    """
+    import io
+    import sys
+
+    from callcenter.cli import main
+
+    def run(*argv, stdin=""):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        try:
+            status = main(list(argv))
+        except SystemExit as e:
+            status = e.code
+        out, err = capfd.readouterr()
+        return status, out, err
+
+    return run
+
+
+@pytest.fixture
 def servers():
     """Register server processes to be killed after the test if still running."""
     started = []

@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 
 from callcenter.demo import load_demo, load_instruments
+from callcenter.ivr.bulletins import editor_categories, revoke_categories
 from callcenter.passwords import sip_ha1, verify_password
 from callcenter.store import schema
 
 ETC = Path(__file__).resolve().parent.parent / "etc"
 DEMO_TABLES = (
     "branches", "customers", "fund_accounts", "shareholder_accounts", "sip_accounts", "agents", "positions",
-    "bulletin_categories", "editors", "experts",
+    "bulletin_categories", "editors", "editor_categories", "experts", "internet_tiers", "internet_accounts",
 )
 ALL_TABLES = DEMO_TABLES + ("instruments",)
 
@@ -68,7 +69,10 @@ def test_load_inserts_every_row(database):
         "positions": len(csv_rows(ETC / "demo" / "positions.csv")),
         "bulletin_categories": 3,
         "editors": 2,
+        "editor_categories": 6,
         "experts": 2,
+        "internet_tiers": 2,
+        "internet_accounts": 5,
     }
     assert load_demo(database, ETC) == expected
     assert counts(database) == expected
@@ -227,7 +231,8 @@ def test_editors_and_experts_have_their_pins_hashed(database):
     "path, line, problem",
     [
         ("bulletin_categories.csv", "9,其他,Other", "code '9' is not one digit from 1 to 8"),
-        ("editors.csv", "70x1,某编辑,12345678", "editor_id '70x1' is not 1 to 16 digits"),
+        ("editors.csv", "70x1,某编辑,12345678,", "editor_id '70x1' is not 1 to 16 digits"),
+        ("editors.csv", "7003,某编辑,12345678,14", "categories '4' is not one of 1, 2, 3"),
         ("experts.csv", "603,某专家,Someone,12", "pin is not 6 to 12 digits"),
     ],
 )
@@ -238,3 +243,63 @@ def test_voice_information_mistakes_are_named(database, tmp_path, path, line, pr
     with pytest.raises(ValueError, match=problem):
         load_demo(database, data_dir)
     assert fetch(database, "editors") == []
+
+
+def test_editors_publish_in_the_categories_listed_or_every_one(database, tmp_path):
+    data_dir = copy_etc(tmp_path)
+    with open(data_dir / "demo" / "editors.csv", "a", encoding="utf-8") as f:
+        f.write("7003,某编辑,70037003,31\n7004,某编辑,70047004,\n")
+    load_demo(database, data_dir)
+    assert database.transaction(editor_categories, "7001") == ["1", "2", "3"]
+    assert database.transaction(editor_categories, "7003") == ["1", "3"]
+    assert database.transaction(editor_categories, "7004") == ["1", "2", "3"]
+
+
+def test_loading_again_keeps_the_categories_an_administrator_changed(database):
+    load_demo(database, ETC)
+    database.transaction(revoke_categories, "7002", ["2", "3"])
+    assert load_demo(database, ETC)["editor_categories"] == 0
+    assert database.transaction(editor_categories, "7002") == ["1"]
+
+
+def test_internet_accounts_have_their_passwords_hashed_and_sealed_for_chap_with_a_key(database):
+    from callcenter.radius.chap import ChapSecrets
+
+    secrets = ChapSecrets(bytes(range(32)))
+    load_demo(database, ETC, chap_secrets=secrets)
+    stored = {row["username"]: row for row in fetch(database, "internet_accounts")}
+    for account in csv_rows(ETC / "demo" / "internet_accounts.csv"):
+        row = stored[account["username"]]
+        assert account["password"] not in row["password_hash"]
+        assert verify_password(row["password_hash"], account["password"])
+        assert (row["fund_account_no"], row["tier"]) == (account["fund_account_no"], account["tier"])
+        if account["chap"] == "yes":
+            assert secrets.open(account["username"], row["chap_secret"]) == account["password"].encode()
+        else:
+            assert row["chap_secret"] is None
+    assert stored["davidchen"]["language"] == "en"
+    tiers = {row["name"]: row for row in fetch(database, "internet_tiers")}
+    assert (tiers["basic"]["monthly_seconds"], tiers["vip"]["monthly_seconds"]) == (30 * 3600, None)
+
+
+def test_internet_accounts_without_a_chap_key_are_pap_only(database):
+    load_demo(database, ETC)
+    assert {row["chap_secret"] for row in fetch(database, "internet_accounts")} == {None}
+
+
+@pytest.mark.parametrize(
+    "path, line, problem",
+    [
+        ("internet_tiers.csv", "gold,lots,,1", "monthly_hours 'lots' is not whole hours or unlimited"),
+        ("internet_accounts.csv", "someone,10019999,surf99999,basic,no", "fund_account_no '10019999' is not one of"),
+        ("internet_accounts.csv", "again,10010001,surf99999,basic,no", "fund account 10010001 has an internet account"),
+        ("internet_accounts.csv", "gold,10010001,surf99999,gold,no", "tier 'gold' is not one of basic, vip"),
+    ],
+)
+def test_internet_access_mistakes_are_named(database, tmp_path, path, line, problem):
+    data_dir = copy_etc(tmp_path)
+    with open(data_dir / "demo" / path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+    with pytest.raises(ValueError, match=problem):
+        load_demo(database, data_dir)
+    assert fetch(database, "internet_accounts") == []

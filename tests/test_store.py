@@ -50,6 +50,34 @@ def test_every_migration_can_be_undone_and_redone(database):
     assert set(schema.metadata.tables) <= set(sa.inspect(database.engine).get_table_names())
 
 
+def test_upgrading_to_editors_categories_keeps_every_editors_rights(db_url):
+    """Before 0005 every editor published in every category: after it, still."""
+    import alembic.command
+
+    from callcenter.ivr import bulletins
+
+    database = Database(db_url)
+    try:
+        with database.engine.begin() as connection:
+            alembic.command.upgrade(database._alembic_config(connection), "0004")
+        with database.engine.begin() as connection:
+            connection.execute(schema.bulletin_categories.insert(), [
+                {"code": code, "name_zh": code, "name_en": code, "sort": int(code)} for code in ("2", "1", "3")
+            ])
+            connection.execute(schema.editors.insert(), [
+                {"editor_id": editor, "name": editor, "pin_hash": "h"} for editor in ("7001", "7002")
+            ])
+        with database.engine.begin() as connection:
+            alembic.command.upgrade(database._alembic_config(connection), "0005")
+        for editor in ("7001", "7002"):
+            assert database.transaction(bulletins.editor_categories, editor) == ["1", "2", "3"]
+        database.upgrade()
+        assert database.current_revision() == database.head()
+        assert database.transaction(bulletins.editor_categories, "7001") == ["1", "2", "3"]
+    finally:
+        database.close()
+
+
 def test_a_committed_transaction_is_visible_and_returns_its_result(database):
     def insert(connection):
         connection.execute(

@@ -30,6 +30,7 @@ from twisted.internet import defer
 from callcenter.media.wavfile import FRAME_BYTES, PromptError, _read_wav
 from callcenter.passwords import verify_password
 from callcenter.store.schema import bulletin_categories, bulletins, commentaries, editors, experts
+from callcenter.store.schema import editor_categories as allowed_categories
 
 __all__ = [
     "MAX_PIN_ATTEMPTS",
@@ -44,6 +45,7 @@ __all__ = [
     "add_commentary",
     "add_editor",
     "add_expert",
+    "allow_categories",
     "bulletin",
     "categories",
     "current_bulletins",
@@ -56,6 +58,7 @@ __all__ = [
     "publish_commentary",
     "published_commentaries",
     "recording_duration_ms",
+    "revoke_categories",
     "unexpired_bulletins",
     "unlock",
 ]
@@ -250,21 +253,72 @@ def expire_bulletin(connection, bulletin_id, now):
     return bulletin(connection, bulletin_id)
 
 
-def editor_categories(connection, editor_id):
-    """
-    The codes of the categories C{editor_id} may publish in, in menu order.
-    Every category: the schema does not yet restrict an editor to some (by
-    phone, too, an editor records in any).
-    """
-    return [category.code for category in categories(connection)]
-
-
 # -- editors, experts and their PINs
 
 
-def add_editor(connection, editor_id, name, pin_hash):
+def add_editor(connection, editor_id, name, pin_hash, category_codes=None):
+    """
+    Add an editor who may publish in the categories C{category_codes}, or
+    in every category there is now if None.  Returns the codes of the
+    categories they may publish in.
+    """
     _check_number(editor_id, editors.c.editor_id, "an editor id")
     connection.execute(editors.insert().values(editor_id=editor_id, name=name, pin_hash=pin_hash))
+    if category_codes is None:
+        category_codes = [category.code for category in categories(connection)]
+    return allow_categories(connection, editor_id, category_codes)
+
+
+def editor_categories(connection, editor_id):
+    """
+    The codes of the categories C{editor_id} may publish in (by phone or
+    over HTTP) and withdraw bulletins from, in menu order.  A category
+    added later is allowed to nobody until allowed (L{allow_categories}).
+    """
+    return list(connection.scalars(
+        sa.select(bulletin_categories.c.code)
+        .join(allowed_categories, allowed_categories.c.category == bulletin_categories.c.code)
+        .where(allowed_categories.c.editor_id == editor_id)
+        .order_by(bulletin_categories.c.sort, bulletin_categories.c.code)
+    ))
+
+
+def _editor_and_categories(connection, editor_id, codes):
+    """Refuse with a ValueError an editor or a category code that does not exist."""
+    if connection.execute(sa.select(editors.c.editor_id).where(editors.c.editor_id == editor_id)).first() is None:
+        raise ValueError(f"there is no editor {editor_id}")
+    unknown = set(codes) - {category.code for category in categories(connection)}
+    if unknown:
+        raise ValueError(f"there is no bulletin category {', '.join(sorted(unknown))}")
+
+
+def allow_categories(connection, editor_id, codes):
+    """
+    Let the editor publish in the categories C{codes} too; returns the
+    codes they may publish in now.  An unknown editor or code is a
+    ValueError, and nothing changes.
+    """
+    _editor_and_categories(connection, editor_id, codes)
+    already = set(editor_categories(connection, editor_id))
+    added = [code for code in dict.fromkeys(codes) if code not in already]
+    if added:
+        connection.execute(allowed_categories.insert(), [{"editor_id": editor_id, "category": code} for code in added])
+    return editor_categories(connection, editor_id)
+
+
+def revoke_categories(connection, editor_id, codes):
+    """
+    No longer let the editor publish in (nor withdraw from) the categories
+    C{codes}; what they published stays on the air.  Returns the codes they
+    may still publish in; an unknown editor or code is a ValueError.
+    """
+    _editor_and_categories(connection, editor_id, codes)
+    connection.execute(
+        allowed_categories.delete().where(
+            allowed_categories.c.editor_id == editor_id, allowed_categories.c.category.in_(list(codes))
+        )
+    )
+    return editor_categories(connection, editor_id)
 
 
 def add_expert(connection, expert_no, name_zh, name_en, pin_hash):

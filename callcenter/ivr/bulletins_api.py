@@ -30,20 +30,20 @@ from twisted.internet.error import ProcessDone, ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from zope.interface import implementer
 
 from callcenter.interfaces import IWebAPI
 from callcenter.ivr import bulletins as data
 from callcenter.ivr.bulletins import Credentials, PinCheck
 from callcenter.ivr.upload_audio import MAX_DURATION_SECONDS, AudioRefused, inspect
-from callcenter.log import new_correlation_id
 from callcenter.store.schema import bulletins as bulletins_table
+from callcenter.web.json_api import (
+    CST, ROW_ID, APIError, AtThePrefixToo, bad_field, client_host, correlation_id, error_response,
+    handle_errors_as_json, header, iso_time, json_response, query, read_body,
+)
 
 __all__ = ["MAX_BODY_BYTES", "BulletinsAPI", "ProcessConverter", "bulletins_api"]
 
-CST = datetime.timezone(datetime.timedelta(hours=8), "CST")
 # Five minutes of 48 kHz stereo 16-bit PCM (57.6 MB), with room for the
 # metadata chunks editors' tools add.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -55,8 +55,6 @@ _WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
 _BASIC = re.compile(r"Basic +([A-Za-z0-9+/]+=*)", re.IGNORECASE | re.ASCII)
 _REALM = 'Basic realm="callcenter bulletins", charset="UTF-8"'
 _MAX_PIN = 64
-# bulletins.id is 32-bit on PostgreSQL: a larger number in a path is a 404.
-_ID = "int(max=2147483647)"
 _TITLE_LENGTH = bulletins_table.c.title.type.length
 # ISO 8601, date and time; seconds, fraction and offset optional.  A "+"
 # in a query string is a space once decoded (application/x-www-form-
@@ -68,23 +66,6 @@ _MOMENT = re.compile(
 
 
 _log = Logger()
-
-
-class APIError(Exception):
-    """A request the API refuses, with its answer."""
-
-    def __init__(self, status, code, zh, en, field=None, headers=None):
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.zh = zh
-        self.en = en
-        self.field = field
-        self.headers = headers or {}
-
-
-def _bad_field(field, zh, en, code="invalid_field", status=400):
-    return APIError(status, code, f"{field}：{zh}", f"{field}: {en}", field=field)
 
 
 def _credentials_required(code="credentials_required", zh="请提供编辑工号和密码（HTTP Basic）",
@@ -312,31 +293,9 @@ def _withdraw(connection, bulletin_id, editor_id, now):
 # -- requests and responses
 
 
-def _header(request, name):
-    """A request header as text, or None.  Decoded as Latin-1 (RFC 9110 §5.5): any bytes, no exception."""
-    value = request.getHeader(name)
-    return None if value is None else value.decode("latin-1")
-
-
-def _query(request, allowed):
-    """The query parameters (UTF-8 text), refusing unknown, repeated or undecodable ones."""
-    values = {}
-    for raw_name, raw_values in request.args.items():
-        name = raw_name.decode("utf-8", "replace")
-        if name not in allowed:
-            raise _bad_field(name, "未知查询参数", "unknown query parameter", code="unknown_field")
-        if len(raw_values) != 1:
-            raise _bad_field(name, "只能给一次", "must be given once")
-        try:
-            values[name] = raw_values[0].decode("utf-8")
-        except UnicodeDecodeError:
-            raise _bad_field(name, "应为 UTF-8 文本", "must be UTF-8 text")
-    return values
-
-
-def _moment(query, name):
-    """The time in parameter C{name}, aware; None if not given.  Without an offset it is China time."""
-    value = query.get(name)
+def _moment(params, name):
+    """The time in parameter C{name} of C{params}, aware; None if not given.  Without an offset it is China time."""
+    value = params.get(name)
     if value is None:
         return None
     match = _MOMENT.fullmatch(value.strip())
@@ -347,17 +306,9 @@ def _moment(query, name):
         offset = "" if offset is None else offset.replace(" ", "+")
         moment = datetime.datetime.fromisoformat(local + offset)
     except ValueError:
-        raise _bad_field(name, "应为时间，如 2026-12-01T09:30 或 2026-12-01T09:30+08:00",
-                         "must be a time such as 2026-12-01T09:30 or 2026-12-01T09:30+08:00")
+        raise bad_field(name, "应为时间，如 2026-12-01T09:30 或 2026-12-01T09:30+08:00",
+                        "must be a time such as 2026-12-01T09:30 or 2026-12-01T09:30+08:00")
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=CST)
-
-
-def _size(octets):
-    return f"{octets // 2**20} MiB" if octets >= 2**20 else f"{octets // 2**10} KiB"
-
-
-def _time(value):
-    return None if value is None else value.astimezone(CST).isoformat()
 
 
 def _status(bulletin, now):
@@ -375,55 +326,10 @@ def _shaped(bulletin, now):
         "title": bulletin.title,
         "duration_ms": bulletin.duration_ms,
         "recorded_by": bulletin.recorded_by,
-        "publish_at": _time(bulletin.publish_at),
-        "expires_at": _time(bulletin.expire_at),
+        "publish_at": iso_time(bulletin.publish_at),
+        "expires_at": iso_time(bulletin.expire_at),
         "status": _status(bulletin, now),
     }
-
-
-def _prefers_english(request):
-    """Accept-Language (RFC 9110 §12.5.4): English when it ranks above Chinese."""
-    best = {"zh": -1.0, "en": -1.0}
-    for item in (_header(request, b"accept-language") or "").split(","):
-        tag, _, parameters = item.strip().partition(";")
-        primary = tag.strip().lower().split("-")[0]
-        if primary not in best:
-            continue
-        quality = 1.0
-        parameter = parameters.strip().replace(" ", "")
-        if parameter.startswith("q="):
-            try:
-                quality = float(parameter[2:])
-            except ValueError:
-                continue
-        best[primary] = max(best[primary], quality)
-    return best["en"] > best["zh"]
-
-
-def _json(request, status, body):
-    request.setResponseCode(status)
-    request.setHeader("Content-Type", "application/json; charset=utf-8")
-    request.setHeader("Cache-Control", "no-store")
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")
-
-
-class _AtThePrefixToo(Resource):
-    """
-    The Klein app's resource, answering at the prefix itself too: werkzeug
-    would redirect C{/api/v1/bulletins} to C{/api/v1/bulletins/}, a detour
-    curl does not take on a POST unless told to.
-    """
-
-    isLeaf = True
-
-    def __init__(self, app_resource):
-        super().__init__()
-        self._app_resource = app_resource
-
-    def render(self, request):
-        if not request.postpath:
-            request.postpath = [b""]
-        return self._app_resource.render(request)
 
 
 @implementer(IWebAPI)
@@ -460,35 +366,16 @@ class BulletinsAPI:
 
     def resource(self):
         if self._resource is None:
-            self._resource = _AtThePrefixToo(self.app.resource())
+            self._resource = AtThePrefixToo(self.app.resource())
         return self._resource
 
     # -- helpers
 
-    def _correlation_id(self, request):
-        cid = getattr(request, "correlation_id", None)
-        if cid is None:
-            # Not behind CorrelatedSite (a test, an embedding): still one id per request.
-            cid = request.correlation_id = new_correlation_id()
-        return cid
-
-    def _client(self, request):
-        return getattr(request.getClientAddress(), "host", None)
-
-    def _error(self, request, status, code, zh, en, field=None):
-        messages = {"message_en": en, "message_zh": zh} if _prefers_english(request) else \
-            {"message_zh": zh, "message_en": en}
-        error = {"code": code, **messages}
-        if field is not None:
-            error["field"] = field
-        error["correlation_id"] = self._correlation_id(request)
-        return _json(request, status, {"error": error})
-
     @defer.inlineCallbacks
     def _authenticate(self, request):
         """The editor id of the request's credentials; L{APIError} 401 or 403 otherwise."""
-        header = _header(request, b"authorization")
-        match = None if header is None else _BASIC.fullmatch(header.strip())
+        authorization = header(request, b"authorization")
+        match = None if authorization is None else _BASIC.fullmatch(authorization.strip())
         if match is None:
             raise _credentials_required()
         try:
@@ -507,7 +394,7 @@ class BulletinsAPI:
             return editor_id
         # The PIN is never logged.
         self.log.info("API editor {editor} refused from {client}: {outcome}", editor=editor_id[:16],
-                      client=self._client(request), outcome=outcome.value, cid=self._correlation_id(request))
+                      client=client_host(request), outcome=outcome.value, cid=correlation_id(request))
         if outcome is PinCheck.LOCKED:
             raise APIError(403, "editor_locked", "该编辑工号已因多次密码错误被锁定，请联系管理员解锁",
                            "this editor id is locked after too many wrong PINs: ask an administrator to unlock it")
@@ -519,7 +406,7 @@ class BulletinsAPI:
         takes the fields of a form body (curl's default type, or -F) for
         query parameters.
         """
-        media_type = (_header(request, b"content-type") or "").partition(";")[0].strip().lower()
+        media_type = (header(request, b"content-type") or "").partition(";")[0].strip().lower()
         if media_type == "multipart/form-data":
             raise APIError(415, "unsupported_media_type",
                            "请直接以请求体发送 WAV 文件（curl --data-binary @文件.wav），不要用表单上传（-F）",
@@ -528,72 +415,27 @@ class BulletinsAPI:
             raise APIError(415, "unsupported_media_type", "请求体应为 WAV 音频（Content-Type: audio/wav）",
                            "the body must be a WAV file sent with Content-Type: audio/wav")
 
-    def _read_upload(self, request):
-        """The request's body, within the size limit."""
-        length = _header(request, b"content-length")
-        if length is not None and length.strip().isdigit() and int(length) > self.max_body_bytes:
-            raise self._too_large()
-        content = request.content
-        content.seek(0, os.SEEK_END)
-        if content.tell() > self.max_body_bytes:
-            raise self._too_large()
-        content.seek(0)
-        return content.read()
-
-    def _too_large(self):
-        size = _size(self.max_body_bytes)
-        return APIError(413, "body_too_large", f"上传的文件不能超过 {size}", f"the upload must not exceed {size}")
-
     # -- errors: every one is a JSON body
-
-    @app.handle_errors(APIError)
-    def _api_error(self, request, failure):
-        error = failure.value
-        for name, value in error.headers.items():
-            request.setHeader(name, value)
-        return self._error(request, error.status, error.code, error.zh, error.en, error.field)
 
     @app.handle_errors(AudioRefused)
     def _audio_refused(self, request, failure):
         refused = failure.value
-        return self._error(request, refused.status, refused.code, refused.zh, refused.en)
+        return error_response(request, refused.status, refused.code, refused.zh, refused.en)
 
     @app.handle_errors(ConverterBusy)
     def _busy(self, request, failure):
         request.setHeader("Retry-After", "60")
-        return self._error(request, 503, "converter_busy", "正在处理其他上传，请一分钟后再试",
-                           "other uploads are being converted: try again in a minute")
+        return error_response(request, 503, "converter_busy", "正在处理其他上传，请一分钟后再试",
+                              "other uploads are being converted: try again in a minute")
 
     @app.handle_errors(ConversionTimedOut)
     def _timed_out(self, request, failure):
-        self.log.warn("bulletin conversion timed out", cid=self._correlation_id(request))
+        self.log.warn("bulletin conversion timed out", cid=correlation_id(request))
         request.setHeader("Retry-After", "60")
-        return self._error(request, 503, "conversion_timeout", "音频转换超时，请稍后再试",
-                           "converting the audio took too long: try again later")
+        return error_response(request, 503, "conversion_timeout", "音频转换超时，请稍后再试",
+                              "converting the audio took too long: try again later")
 
-    @app.handle_errors(NotFound)
-    def _no_route(self, request, failure):
-        return self._error(request, 404, "not_found", "没有这个接口", "no such endpoint")
-
-    @app.handle_errors(MethodNotAllowed)
-    def _wrong_method(self, request, failure):
-        allowed = failure.value.valid_methods or []
-        request.setHeader("Allow", ", ".join(allowed))
-        return self._error(request, 405, "method_not_allowed", f"此接口只接受 {', '.join(allowed)}",
-                           f"this endpoint accepts only {', '.join(allowed)}")
-
-    @app.handle_errors(HTTPException)
-    def _http_error(self, request, failure):
-        status = failure.value.code or 400
-        return self._error(request, status, f"http_{status}", "请求无法处理", "the request cannot be handled")
-
-    @app.handle_errors
-    def _unexpected(self, request, failure):
-        cid = self._correlation_id(request)
-        self.log.failure("API {method} {path} failed", failure, method=request.method.decode("ascii", "replace"),
-                         path=request.path.decode("ascii", "replace"), cid=cid)
-        return self._error(request, 500, "internal_error", f"服务器内部错误，请联系客服并提供编号 {cid}",
-                           f"internal error: quote {cid} to support")
+    handle_errors_as_json(app)
 
     # -- routes
 
@@ -601,10 +443,10 @@ class BulletinsAPI:
     @defer.inlineCallbacks
     def overview(self, request):
         editor = yield self._authenticate(request)
-        _query(request, ())
+        query(request, ())
         now = self._now()
         categories, bulletins, allowed = yield self._store.transaction(_overview, editor, now)
-        return _json(request, 200, {"categories": [
+        return json_response(request, 200, {"categories": [
             {
                 "code": category.code,
                 "name_zh": category.name_zh,
@@ -620,25 +462,25 @@ class BulletinsAPI:
     def upload(self, request):
         editor = yield self._authenticate(request)
         self._check_media_type(request)
-        query = _query(request, ("category", "publish_at", "expires_at", "title"))
+        params = query(request, ("category", "publish_at", "expires_at", "title"))
         now = self._now()
-        category = query.get("category")
+        category = params.get("category")
         if category is None:
-            raise _bad_field("category", "缺少必填参数", "is required", code="missing_field")
-        publish_at = _moment(query, "publish_at") or now.replace(microsecond=0)
-        expires_at = _moment(query, "expires_at")
+            raise bad_field("category", "缺少必填参数", "is required", code="missing_field")
+        publish_at = _moment(params, "publish_at") or now.replace(microsecond=0)
+        expires_at = _moment(params, "expires_at")
         if expires_at is not None and expires_at <= max(publish_at, now):
-            raise _bad_field("expires_at", "应晚于发布时间和当前时间", "must be after publish_at and after now")
-        title = (query.get("title") or "").strip() or None
+            raise bad_field("expires_at", "应晚于发布时间和当前时间", "must be after publish_at and after now")
+        title = (params.get("title") or "").strip() or None
         if title is not None and len(title) > _TITLE_LENGTH:
-            raise _bad_field("title", f"不能超过 {_TITLE_LENGTH} 个字符", f"must not exceed {_TITLE_LENGTH} characters")
+            raise bad_field("title", f"不能超过 {_TITLE_LENGTH} 个字符", f"must not exceed {_TITLE_LENGTH} characters")
         exists, allowed = yield self._store.transaction(_category_access, category, editor)
         if not exists:
-            raise _bad_field("category", "没有这个声讯类别", "no such category", code="unknown_category")
+            raise bad_field("category", "没有这个声讯类别", "no such category", code="unknown_category")
         if not allowed:
             raise APIError(403, "category_not_allowed", f"您不能在类别 {category} 中发布声讯",
                            f"you may not publish in category {category}", field="category")
-        upload = self._read_upload(request)
+        upload = read_body(request, self.max_body_bytes, "上传的文件", "the upload")
         source = inspect(upload, self.max_duration_seconds)
         wav = yield self._converter.convert(upload)
         del upload
@@ -647,10 +489,10 @@ class BulletinsAPI:
         self.log.info(
             "bulletin {id} ({duration_ms} ms) uploaded to category {category} by editor {editor} from {client}",
             id=bulletin.id, duration_ms=bulletin.duration_ms, category=category, editor=editor,
-            client=self._client(request), cid=self._correlation_id(request),
+            client=client_host(request), cid=correlation_id(request),
         )
         request.setHeader("Location", f"/{self.prefix}/{bulletin.id}")
-        return _json(request, 201, {**_shaped(bulletin, now), "source": {
+        return json_response(request, 201, {**_shaped(bulletin, now), "source": {
             "encoding": source.encoding,
             "channels": source.channels,
             "sample_rate": source.rate,
@@ -668,21 +510,21 @@ class BulletinsAPI:
             raise
         return bulletin
 
-    @app.route(f"/<{_ID}:bulletin_id>", methods=["GET"])
+    @app.route(f"/<{ROW_ID}:bulletin_id>", methods=["GET"])
     @defer.inlineCallbacks
     def one(self, request, bulletin_id):
         yield self._authenticate(request)
-        _query(request, ())
+        query(request, ())
         found = yield self._store.transaction(data.bulletin, bulletin_id)
         if found is None:
             raise _bulletin_not_found()
-        return _json(request, 200, _shaped(found, self._now()))
+        return json_response(request, 200, _shaped(found, self._now()))
 
-    @app.route(f"/<{_ID}:bulletin_id>", methods=["DELETE"])
+    @app.route(f"/<{ROW_ID}:bulletin_id>", methods=["DELETE"])
     @defer.inlineCallbacks
     def withdraw(self, request, bulletin_id):
         editor = yield self._authenticate(request)
-        _query(request, ())
+        query(request, ())
         now = self._now()
         found, allowed = yield self._store.transaction(_withdraw, bulletin_id, editor, now)
         if found is None:
@@ -691,8 +533,8 @@ class BulletinsAPI:
             raise APIError(403, "category_not_allowed", f"您不能撤下类别 {found.category} 的声讯",
                            f"you may not withdraw bulletins of category {found.category}")
         self.log.info("bulletin {id} withdrawn by editor {editor} from {client}", id=bulletin_id, editor=editor,
-                      client=self._client(request), cid=self._correlation_id(request))
-        return _json(request, 200, _shaped(found, now))
+                      client=client_host(request), cid=correlation_id(request))
+        return json_response(request, 200, _shaped(found, now))
 
 
 def bulletins_api(config, context):

@@ -276,6 +276,10 @@ PHRASES = MappingProxyType({
     "en/choose-category-to-record": (
         "Please press the number of the category to record a bulletin for. To go back, press star."
     ),
+    "zh/no-category-to-record": "对不起，您没有可以录制公告的类别，请联系系统管理员。",
+    "en/no-category-to-record": (
+        "Sorry, there is no category you may record bulletins in. Please contact the administrator."
+    ),
     "zh/no-more-bulletins": "没有更多公告了。",
     "en/no-more-bulletins": "There are no more bulletins.",
     "zh/enter-editor-id": "请输入编辑工号，以井号键结束。",

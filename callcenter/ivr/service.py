@@ -5,6 +5,9 @@ The configured main menus are flows too, by their names.
 
 A caller who presses 0 is transferred to the configured agent number
 (until the ACD takes agents' calls) once the flow has ended.
+
+At its start it removes the recordings a crash left without their rows
+(L{callcenter.ivr.orphans}), off the reactor thread.
 """
 
 from twisted.application.service import Service
@@ -50,6 +53,7 @@ class IVRService(Service):
         self._recordings = recordings
         self._credentials = None
         self._names = None
+        self._sweeping = None
         self._flows = {
             "trading": self._phone_trading,
             "bulletins": self._bulletins,
@@ -57,6 +61,26 @@ class IVRService(Service):
         }
         for menu in menus:
             self._flows[menu.name] = self._main_menu(menu)
+
+    def startService(self):
+        super().startService()
+        if self._store is not None and self._reactor is not None:
+            self._sweeping = self._sweep_orphans()
+
+    def stopService(self):
+        super().stopService()
+        # The sweep reads the store: done before the store stops after us.
+        sweeping, self._sweeping = self._sweeping, None
+        return sweeping
+
+    def _sweep_orphans(self):
+        from callcenter.ivr.orphans import sweep_orphans
+
+        def failed(failure):
+            _log.failure("removing orphan recordings under {directory} failed", failure, directory=self._recordings)
+
+        swept = sweep_orphans(self._store, self._in_thread, self._recordings, self._clock.seconds())
+        return swept.addErrback(failed)
 
     def names(self):
         return sorted(self._flows)

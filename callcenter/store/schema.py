@@ -253,6 +253,13 @@ editors = sa.Table(
     sa.Column("locked_at", sa.DateTime(timezone=True)),
 )
 
+editor_categories = sa.Table(
+    "editor_categories",
+    metadata,
+    sa.Column("editor_id", sa.String(16), sa.ForeignKey("editors.editor_id"), primary_key=True),
+    sa.Column("category", sa.String(4), sa.ForeignKey("bulletin_categories.code"), primary_key=True),
+)
+
 bulletins = sa.Table(
     "bulletins",
     metadata,
@@ -288,4 +295,74 @@ commentaries = sa.Table(
     sa.Column("status", sa.String(10), nullable=False, server_default="draft"),
     _at("created_at"),
     sa.Column("published_at", sa.DateTime(timezone=True)),
+)
+
+internet_tiers = sa.Table(
+    "internet_tiers",
+    metadata,
+    sa.Column("name", sa.String(16), primary_key=True),
+    sa.Column("monthly_seconds", sa.BigInteger),
+    sa.Column("idle_timeout", sa.Integer),
+    sa.Column("simultaneous_use", sa.Integer, nullable=False, server_default="1"),
+)
+
+internet_accounts = sa.Table(
+    "internet_accounts",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column(
+        "fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), nullable=False, unique=True
+    ),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("chap_secret", sa.String(255)),
+    sa.Column("tier", sa.String(16), sa.ForeignKey("internet_tiers.name"), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_at", sa.DateTime(timezone=True)),
+    _created_at(),
+    sa.Column("language", sa.String(2), nullable=False, server_default="zh"),
+)
+
+radius_sessions = sa.Table(
+    "radius_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("acct_session_id", sa.String(253), nullable=False),
+    sa.Column("username", sa.String(253)),
+    sa.Column("nas_ip", sa.String(45)),
+    sa.Column("nas_port", sa.BigInteger),
+    sa.Column("framed_ip", sa.String(45)),
+    sa.Column("calling_station_id", sa.String(253)),
+    _at("started_at"),
+    _at("updated_at"),
+    sa.Column("stopped_at", sa.DateTime(timezone=True)),
+    sa.Column("session_time", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("input_octets", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_octets", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("terminate_cause", sa.String(32)),
+    sa.UniqueConstraint("client", "acct_session_id", name="uq_radius_session"),
+)
+
+internet_usage = sa.Table(
+    "internet_usage",
+    metadata,
+    sa.Column("username", sa.String(253), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("seconds", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("input_octets", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_octets", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+radius_disconnects = sa.Table(
+    "radius_disconnects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.Integer, sa.ForeignKey("radius_sessions.id"), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("outcome", sa.String(8)),
+    sa.Column("error_cause", sa.Integer),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
 )

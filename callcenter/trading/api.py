@@ -17,24 +17,23 @@ database write per request.
 
 import datetime
 import hashlib
-import json
 import re
 import secrets
-from dataclasses import dataclass
 
 from klein import Klein
 from twisted.internet import defer
 from twisted.logger import Logger
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from zope.interface import implementer
 
 from callcenter.interfaces import IWebAPI
-from callcenter.log import new_correlation_id
 from callcenter.store.schema import api_sessions
 from callcenter.trading.model import LIMIT, MARKET, SIDES, Origin
 from callcenter.trading.reasons import TradingRefused, reason
+from callcenter.web.json_api import (
+    CST, ROW_ID, APIError, Field, bad_field, choice, client_host, correlation_id, error_response,
+    handle_errors_as_json, header, integer, iso_time, json_response, query, read_json, text,
+)
 
-CST = datetime.timezone(datetime.timedelta(hours=8), "CST")
 MAX_BODY_BYTES = 64 * 1024
 
 # RFC 6750 §2.1 b64token; secrets.token_urlsafe(32) gives 43 of these.
@@ -42,10 +41,6 @@ _BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]{1,256}=*)", re.IGNORECASE | r
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-# orders.order_no and alert_rules.rule_id are 32-bit on PostgreSQL: a larger
-# number in a path is a 404, not a database error.
-_ID = "int(max=2147483647)"
 _MAX_PRICE_FEN = 10**10
 _MAX_QUANTITY = 10**9
 
@@ -63,27 +58,6 @@ _REFUSAL_STATUS = {
 }
 
 
-class APIError(Exception):
-    """A request the API itself refuses (bad input, no session, ...), with its answer."""
-
-    def __init__(self, status, code, zh, en, field=None, headers=None):
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.zh = zh
-        self.en = en
-        self.field = field
-        self.headers = headers or {}
-
-
-def _bad_field(field, zh, en, code="invalid_field"):
-    return APIError(400, code, f"{field}：{zh}", f"{field}: {en}", field=field)
-
-
-def _not_found(what_zh, what_en, code="not_found"):
-    return APIError(404, code, f"{what_zh}不存在", f"no such {what_en}")
-
-
 _BEARER_REALM = 'Bearer realm="callcenter"'
 
 
@@ -98,153 +72,33 @@ def _session_expired():
                     headers={"WWW-Authenticate": _BEARER_REALM + ', error="invalid_token"'})
 
 
-# -- request bodies
-
-
-@dataclass(frozen=True)
-class _Field:
-    name: str
-    check: object  # check(name, value) -> value, or raises APIError
-    required: bool = True
-    default: object = None
-
-
-def _text(max_length, pattern=None, what_zh="", what_en=""):
-    def check(name, value):
-        if not isinstance(value, str):
-            raise _bad_field(name, "应为字符串", "must be a string")
-        if not value or len(value) > max_length:
-            raise _bad_field(name, f"长度应为 1 到 {max_length} 个字符", f"must be 1 to {max_length} characters")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise _bad_field(name, f"应为{what_zh}", f"must be {what_en}")
-        return value
-
-    return check
-
-
-def _integer(minimum, maximum, unit_zh="", unit_en=""):
-    def check(name, value):
-        # bool is an int to Python, never to a client; a float is refused
-        # even when whole, so that money never travels as a float.
-        if type(value) is not int:
-            raise _bad_field(name, f"应为整数{unit_zh}", f"must be an integer{unit_en}")
-        if not minimum <= value <= maximum:
-            raise _bad_field(name, f"应在 {minimum} 到 {maximum} 之间", f"must be from {minimum} to {maximum}")
-        return value
-
-    return check
-
-
-def _choice(*choices):
-    def check(name, value):
-        if value not in choices:
-            listed = ", ".join(f'"{c}"' for c in choices)
-            raise _bad_field(name, f"应为 {listed} 之一", f"must be one of {listed}")
-        return value
-
-    return check
-
-
 _SESSION_FIELDS = (
-    _Field("fund_account_no", _text(20)),
-    _Field("password", _text(64)),
+    Field("fund_account_no", text(20)),
+    Field("password", text(64)),
 )
 
 _ORDER_FIELDS = (
-    _Field("code", _text(6, _SIX_DIGITS, "六位数字证券代码", "a six-digit security code")),
-    _Field("side", _choice(*SIDES)),
-    _Field("quantity", _integer(1, _MAX_QUANTITY, "（股）", " number of shares")),
-    _Field("price_fen", _integer(1, _MAX_PRICE_FEN, "（单位：分）", " number of fen"), required=False),
-    _Field("order_type", _choice(LIMIT, MARKET), required=False, default=LIMIT),
-    _Field("client_order_id", _text(64, _CLIENT_ORDER_ID, "字母、数字或 . _ : -", "letters, digits or . _ : -"),
+    Field("code", text(6, _SIX_DIGITS, "六位数字证券代码", "a six-digit security code")),
+    Field("side", choice(*SIDES)),
+    Field("quantity", integer(1, _MAX_QUANTITY, "（股）", " number of shares")),
+    Field("price_fen", integer(1, _MAX_PRICE_FEN, "（单位：分）", " number of fen"), required=False),
+    Field("order_type", choice(LIMIT, MARKET), required=False, default=LIMIT),
+    Field("client_order_id", text(64, _CLIENT_ORDER_ID, "字母、数字或 . _ : -", "letters, digits or . _ : -"),
            required=False),
 )
 
 # Kinds and re-arm policies are the trading service's to check (it answers
 # 422 bad_alert_rule): the API checks only the types.
 _ALERT_FIELDS = (
-    _Field("code", _text(6, _SIX_DIGITS, "六位数字证券代码", "a six-digit security code")),
-    _Field("kind", _text(32)),
-    _Field("threshold", _integer(1, _MAX_PRICE_FEN)),
-    _Field("rearm", _text(16), required=False, default="once"),
+    Field("code", text(6, _SIX_DIGITS, "六位数字证券代码", "a six-digit security code")),
+    Field("kind", text(32)),
+    Field("threshold", integer(1, _MAX_PRICE_FEN)),
+    Field("rearm", text(16), required=False, default="once"),
 )
 
 
-def _header(request, name):
-    """A request header as text, or None.  Decoded as Latin-1 (RFC 9110 §5.5): any bytes, no exception."""
-    value = request.getHeader(name)
-    return None if value is None else value.decode("latin-1")
-
-
-def _reject_duplicate_keys(pairs):
-    seen = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
-        seen[key] = value
-    return seen
-
-
-def _no_constants(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _read_body(request, fields):
-    """The JSON object in the request's body, checked against C{fields}, defaults filled in."""
-    content_type = (_header(request, b"content-type") or "").lower()
-    media_type, _, parameters = content_type.partition(";")
-    charset = parameters.strip().replace(" ", "")
-    if media_type.strip() != "application/json" or charset not in ("", "charset=utf-8", 'charset="utf-8"'):
-        raise APIError(415, "unsupported_media_type", "请求体应为 JSON（Content-Type: application/json，UTF-8）",
-                       "the body must be JSON (Content-Type: application/json, UTF-8)")
-    length = _header(request, b"content-length")
-    if length is not None and re.fullmatch(r"[0-9]+", length.strip()) and int(length) > MAX_BODY_BYTES:
-        raise _too_large()
-    request.content.seek(0)
-    raw = request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise _too_large()
-    try:
-        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys, parse_constant=_no_constants)
-    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise APIError(400, "invalid_json", "请求体不是有效的 UTF-8 JSON", f"the body is not valid UTF-8 JSON: {e}")
-    if not isinstance(body, dict):
-        raise APIError(400, "invalid_json", "请求体应为 JSON 对象", "the body must be a JSON object")
-    known = {f.name for f in fields}
-    for name in body:
-        if name not in known:
-            raise _bad_field(name, "未知字段", "unknown field", code="unknown_field")
-    checked = {}
-    for f in fields:
-        if f.name in body:
-            checked[f.name] = f.check(f.name, body[f.name])
-        elif f.required:
-            raise _bad_field(f.name, "缺少必填字段", "is required", code="missing_field")
-        else:
-            checked[f.name] = f.default
-    return checked
-
-
-def _too_large():
-    return APIError(413, "body_too_large", f"请求体不能超过 {MAX_BODY_BYTES // 1024} KiB",
-                    f"the body must not exceed {MAX_BODY_BYTES // 1024} KiB")
-
-
-def _query(request, allowed):
-    """The query parameters (text), refusing unknown or repeated ones."""
-    values = {}
-    for raw_name, raw_values in request.args.items():
-        name = raw_name.decode("utf-8", "replace")
-        if name not in allowed:
-            raise _bad_field(name, "未知查询参数", "unknown query parameter", code="unknown_field")
-        if len(raw_values) != 1:
-            raise _bad_field(name, "只能给一次", "must be given once")
-        values[name] = raw_values[0].decode("utf-8", "replace")
-    return values
-
-
 def _trading_day(request):
-    day = _query(request, {"day"}).get("day")
+    day = query(request, {"day"}).get("day")
     if day is None:
         return None
     try:
@@ -252,26 +106,15 @@ def _trading_day(request):
             raise ValueError(day)
         return datetime.date.fromisoformat(day)
     except ValueError:
-        raise _bad_field("day", "应为日期 YYYY-MM-DD", "must be a date, YYYY-MM-DD")
+        raise bad_field("day", "应为日期 YYYY-MM-DD", "must be a date, YYYY-MM-DD")
 
 
 # -- responses
 
 
-def _time(value):
-    """
-    A datetime as ISO 8601 in China Standard Time.  A naive one is taken
-    as China time: SQLite keeps no offset, and the trading subsystem writes
-    its times with the trading clock, which is in China time.
-    """
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=CST)
-    return value.astimezone(CST).isoformat()
-
-
 def _json_value(value):
     if isinstance(value, datetime.datetime):
-        return _time(value)
+        return iso_time(value)
     if isinstance(value, datetime.date):
         return value.isoformat()
     return value
@@ -297,32 +140,6 @@ _POSITION_COLUMNS = (
 )
 _FUNDS_COLUMNS = ("available_fen", "frozen_fen", "market_value_fen", "total_fen")
 _ALERT_COLUMNS = ("rule_id", "code", "exchange", "kind", "threshold", "rearm", "active", "last_fired_at", "created_at")
-
-
-def _prefers_english(request):
-    """Accept-Language (RFC 9110 §12.5.4): English when it ranks above Chinese."""
-    best = {"zh": -1.0, "en": -1.0}
-    for item in (_header(request, b"accept-language") or "").split(","):
-        tag, _, parameters = item.strip().partition(";")
-        primary = tag.strip().lower().split("-")[0]
-        if primary not in best:
-            continue
-        quality = 1.0
-        parameter = parameters.strip().replace(" ", "")
-        if parameter.startswith("q="):
-            try:
-                quality = float(parameter[2:])
-            except ValueError:
-                continue
-        best[primary] = max(best[primary], quality)
-    return best["en"] > best["zh"]
-
-
-def _json(request, status, body):
-    request.setResponseCode(status)
-    request.setHeader("Content-Type", "application/json; charset=utf-8")
-    request.setHeader("Cache-Control", "no-store")
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def _token_hash(token):
@@ -400,34 +217,14 @@ class TradingAPI:
 
     # -- helpers
 
-    def _correlation_id(self, request):
-        cid = getattr(request, "correlation_id", None)
-        if cid is None:
-            # Not behind CorrelatedSite (a test, an embedding): still one id per request.
-            cid = request.correlation_id = new_correlation_id()
-        return cid
-
     def _origin(self, request):
-        address = request.getClientAddress()
-        return Origin(channel="web", caller=getattr(address, "host", None),
-                      correlation_id=self._correlation_id(request))
-
-    def _error(self, request, status, code, zh, en, field=None, details=None):
-        messages = {"message_en": en, "message_zh": zh} if _prefers_english(request) else \
-            {"message_zh": zh, "message_en": en}
-        error = {"code": code, **messages}
-        if field is not None:
-            error["field"] = field
-        if details:
-            error["details"] = {name: _json_value(value) for name, value in details.items()}
-        error["correlation_id"] = self._correlation_id(request)
-        return _json(request, status, {"error": error})
+        return Origin(channel="web", caller=client_host(request), correlation_id=correlation_id(request))
 
     def _presented_token_hash(self, request):
-        header = _header(request, b"authorization")
-        if header is None:
+        authorization = header(request, b"authorization")
+        if authorization is None:
             raise _token_required()
-        match = _BEARER.fullmatch(header.strip())
+        match = _BEARER.fullmatch(authorization.strip())
         if match is None:
             raise _session_expired()
         return _token_hash(match.group(1))
@@ -451,50 +248,21 @@ class TradingAPI:
 
     # -- errors: every one is a JSON body
 
-    @app.handle_errors(APIError)
-    def _api_error(self, request, failure):
-        error = failure.value
-        for name, value in error.headers.items():
-            request.setHeader(name, value)
-        return self._error(request, error.status, error.code, error.zh, error.en, error.field)
-
     @app.handle_errors(TradingRefused)
     def _refused(self, request, failure):
         refusal = failure.value
         why = refusal.reason
-        return self._error(request, _REFUSAL_STATUS.get(why.code, 422), why.code, why.zh, why.en,
-                           details=refusal.values)
+        return error_response(request, _REFUSAL_STATUS.get(why.code, 422), why.code, why.zh, why.en,
+                              details={name: _json_value(value) for name, value in refusal.values.items()})
 
-    @app.handle_errors(NotFound)
-    def _no_route(self, request, failure):
-        return self._error(request, 404, "not_found", "没有这个接口", "no such endpoint")
-
-    @app.handle_errors(MethodNotAllowed)
-    def _wrong_method(self, request, failure):
-        allowed = failure.value.valid_methods or []
-        request.setHeader("Allow", ", ".join(allowed))
-        return self._error(request, 405, "method_not_allowed", f"此接口只接受 {', '.join(allowed)}",
-                           f"this endpoint accepts only {', '.join(allowed)}")
-
-    @app.handle_errors(HTTPException)
-    def _http_error(self, request, failure):
-        status = failure.value.code or 400
-        return self._error(request, status, f"http_{status}", "请求无法处理", "the request cannot be handled")
-
-    @app.handle_errors
-    def _unexpected(self, request, failure):
-        cid = self._correlation_id(request)
-        self.log.failure("API {method} {path} failed", failure, method=request.method.decode("ascii", "replace"),
-                         path=request.path.decode("ascii", "replace"), cid=cid)
-        return self._error(request, 500, "internal_error", f"服务器内部错误，请联系客服并提供编号 {cid}",
-                           f"internal error: quote {cid} to support")
+    handle_errors_as_json(app)
 
     # -- sessions
 
     @app.route("/sessions", methods=["POST"])
     @defer.inlineCallbacks
     def log_in(self, request):
-        body = _read_body(request, _SESSION_FIELDS)
+        body = read_json(request, _SESSION_FIELDS, MAX_BODY_BYTES)
         origin = self._origin(request)
         try:
             investor = yield self._trading.login(body["fund_account_no"], body["password"], origin)
@@ -511,10 +279,10 @@ class TradingAPI:
         )
         self.log.info("API session opened for {fund_account_no} from {client}",
                       fund_account_no=investor.fund_account_no, client=origin.caller, cid=origin.correlation_id)
-        return _json(request, 201, {
+        return json_response(request, 201, {
             "token": token,
             "token_type": "Bearer",
-            "expires_at": _time(datetime.datetime.fromtimestamp(expires_at, CST)),
+            "expires_at": iso_time(datetime.datetime.fromtimestamp(expires_at, CST)),
             "idle_timeout_seconds": int(self.idle_timeout),
             "investor": {
                 "fund_account_no": investor.fund_account_no,
@@ -531,7 +299,7 @@ class TradingAPI:
         account = yield self._authenticate(request)
         yield self._store.transaction(_close_session, self._presented_token_hash(request))
         self.log.info("API session closed for {fund_account_no}", fund_account_no=account,
-                      cid=self._correlation_id(request))
+                      cid=correlation_id(request))
         request.setResponseCode(204)
         return b""
 
@@ -541,13 +309,13 @@ class TradingAPI:
     @defer.inlineCallbacks
     def quote(self, request, code):
         if not _SIX_DIGITS.fullmatch(code):
-            raise _bad_field("code", "应为六位数字证券代码", "must be a six-digit security code")
+            raise bad_field("code", "应为六位数字证券代码", "must be a six-digit security code")
         quote = yield defer.maybeDeferred(self._trading.quote, code)
         if quote is None:
             unknown = reason("unknown_instrument")
             raise APIError(404, unknown.code, unknown.zh, unknown.en)
         instrument, tick = quote.instrument, quote.tick
-        return _json(request, 200, {
+        return json_response(request, 200, {
             "code": instrument.code,
             "exchange": instrument.exchange,
             "name_zh": instrument.name_zh,
@@ -565,7 +333,7 @@ class TradingAPI:
                 "ask_fen": tick.ask_fen,
                 "ask_size": tick.ask_size,
                 "volume": tick.volume,
-                "at": _time(datetime.datetime.fromtimestamp(tick.at, CST)),
+                "at": iso_time(datetime.datetime.fromtimestamp(tick.at, CST)),
             },
         })
 
@@ -576,14 +344,14 @@ class TradingAPI:
     def funds(self, request):
         account = yield self._authenticate(request)
         funds = yield self._trading.funds(account)
-        return _json(request, 200, {"fund_account_no": account, "currency": "CNY", **_shaped(funds, _FUNDS_COLUMNS)})
+        return json_response(request, 200, {"fund_account_no": account, "currency": "CNY", **_shaped(funds, _FUNDS_COLUMNS)})
 
     @app.route("/positions", methods=["GET"])
     @defer.inlineCallbacks
     def positions(self, request):
         account = yield self._authenticate(request)
         rows = yield self._trading.positions(account)
-        return _json(request, 200, {"positions": [_shaped(row, _POSITION_COLUMNS) for row in rows]})
+        return json_response(request, 200, {"positions": [_shaped(row, _POSITION_COLUMNS) for row in rows]})
 
     @app.route("/orders", methods=["GET"])
     @defer.inlineCallbacks
@@ -591,16 +359,16 @@ class TradingAPI:
         account = yield self._authenticate(request)
         day = _trading_day(request)
         rows = yield self._trading.orders(account, day)
-        return _json(request, 200, {"orders": [_shaped(row, _ORDER_COLUMNS) for row in rows]})
+        return json_response(request, 200, {"orders": [_shaped(row, _ORDER_COLUMNS) for row in rows]})
 
-    @app.route(f"/orders/<{_ID}:order_no>", methods=["GET"])
+    @app.route(f"/orders/<{ROW_ID}:order_no>", methods=["GET"])
     @defer.inlineCallbacks
     def order(self, request, order_no):
         account = yield self._authenticate(request)
         row = yield self._trading.order(account, order_no)
         if row is None:
             raise TradingRefused("order_not_found")
-        return _json(request, 200, _shaped(row, _ORDER_COLUMNS))
+        return json_response(request, 200, _shaped(row, _ORDER_COLUMNS))
 
     @app.route("/fills", methods=["GET"])
     @defer.inlineCallbacks
@@ -608,7 +376,7 @@ class TradingAPI:
         account = yield self._authenticate(request)
         day = _trading_day(request)
         rows = yield self._trading.fills(account, day)
-        return _json(request, 200, {"fills": [_shaped(row, _FILL_COLUMNS) for row in rows]})
+        return json_response(request, 200, {"fills": [_shaped(row, _FILL_COLUMNS) for row in rows]})
 
     # -- orders
 
@@ -616,11 +384,11 @@ class TradingAPI:
     @defer.inlineCallbacks
     def place_order(self, request):
         account = yield self._authenticate(request)
-        wanted = _read_body(request, _ORDER_FIELDS)
+        wanted = read_json(request, _ORDER_FIELDS, MAX_BODY_BYTES)
         if wanted["price_fen"] is None:
             if wanted["order_type"] == LIMIT:
-                raise _bad_field("price_fen", "限价委托必须给出价格（单位：分）", "is required for a limit order (in fen)",
-                                 code="missing_field")
+                raise bad_field("price_fen", "限价委托必须给出价格（单位：分）", "is required for a limit order (in fen)",
+                                code="missing_field")
             wanted["price_fen"] = 0  # a market order has no price of its own
         order = yield self._trading.place_order(
             account, wanted["code"], wanted["side"], wanted["price_fen"], wanted["quantity"], self._origin(request),
@@ -628,17 +396,17 @@ class TradingAPI:
         )
         if order["duplicate"]:
             # A retry (the client lost our answer) gets the order it made: 200, not 201.
-            return _json(request, 200, _shaped(_same_order(order, wanted), _ORDER_COLUMNS))
+            return json_response(request, 200, _shaped(_same_order(order, wanted), _ORDER_COLUMNS))
         request.setHeader("Location", f"/{self.prefix}/orders/{order['order_no']}")
-        return _json(request, 201, _shaped(order, _ORDER_COLUMNS))
+        return json_response(request, 201, _shaped(order, _ORDER_COLUMNS))
 
-    @app.route(f"/orders/<{_ID}:order_no>", methods=["DELETE"])
+    @app.route(f"/orders/<{ROW_ID}:order_no>", methods=["DELETE"])
     @defer.inlineCallbacks
     def cancel_order(self, request, order_no):
         account = yield self._authenticate(request)
         order = yield self._trading.cancel_order(account, order_no, self._origin(request))
         # Accepted, not done: the exchange confirms the cancel later.
-        return _json(request, 202, _shaped(order, _ORDER_COLUMNS))
+        return json_response(request, 202, _shaped(order, _ORDER_COLUMNS))
 
     # -- price alerts
 
@@ -647,22 +415,22 @@ class TradingAPI:
     def alerts(self, request):
         account = yield self._authenticate(request)
         rules = yield self._trading.alert_rules(account)
-        return _json(request, 200, {"alerts": [_shaped(rule, _ALERT_COLUMNS) for rule in rules]})
+        return json_response(request, 200, {"alerts": [_shaped(rule, _ALERT_COLUMNS) for rule in rules]})
 
     @app.route("/alerts", methods=["POST"])
     @defer.inlineCallbacks
     def add_alert(self, request):
         account = yield self._authenticate(request)
-        wanted = _read_body(request, _ALERT_FIELDS)
+        wanted = read_json(request, _ALERT_FIELDS, MAX_BODY_BYTES)
         rule_id = yield self._trading.add_alert_rule(
             account, wanted["code"], wanted["kind"], wanted["threshold"], wanted["rearm"], self._origin(request)
         )
         rules = yield self._trading.alert_rules(account)
         stored = [rule for rule in rules if rule["rule_id"] == rule_id]
         body = _shaped(stored[0], _ALERT_COLUMNS) if stored else {"rule_id": rule_id, **wanted}
-        return _json(request, 201, body)
+        return json_response(request, 201, body)
 
-    @app.route(f"/alerts/<{_ID}:rule_id>", methods=["DELETE"])
+    @app.route(f"/alerts/<{ROW_ID}:rule_id>", methods=["DELETE"])
     @defer.inlineCallbacks
     def remove_alert(self, request, rule_id):
         account = yield self._authenticate(request)

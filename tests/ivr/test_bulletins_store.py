@@ -133,6 +133,45 @@ def test_ids_are_digits(database):
         database.transaction(b.add_expert, "123456789", "x", "x", "h")
 
 
+@pytest.fixture
+def three_categories(database):
+    for code, name in (("3", "Sectors"), ("1", "News"), ("2", "Market")):
+        database.transaction(b.add_category, code, name, name)
+
+
+def test_an_editor_is_added_with_every_category_or_those_given(database, three_categories):
+    assert database.transaction(b.add_editor, "1001", "Editor", "h") == ["1", "2", "3"]
+    assert database.transaction(b.add_editor, "1002", "Editor", "h", ["3", "1"]) == ["1", "3"]
+    assert database.transaction(b.add_editor, "1003", "Editor", "h", []) == []
+    assert database.transaction(b.editor_categories, "1002") == ["1", "3"]
+    assert database.transaction(b.editor_categories, "9999") == []
+    # A category added later is nobody's until allowed.
+    database.transaction(b.add_category, "4", "New", "New")
+    assert database.transaction(b.editor_categories, "1001") == ["1", "2", "3"]
+
+
+def test_categories_are_allowed_and_revoked_in_menu_order(database, three_categories):
+    database.transaction(b.add_editor, "1001", "Editor", "h", ["2"])
+    assert database.transaction(b.allow_categories, "1001", ["3", "1", "2", "3"]) == ["1", "2", "3"]
+    assert database.transaction(b.revoke_categories, "1001", ["2", "2"]) == ["1", "3"]
+    # Revoking what was not allowed changes nothing.
+    assert database.transaction(b.revoke_categories, "1001", ["2"]) == ["1", "3"]
+    assert database.transaction(b.revoke_categories, "1001", ["1", "3"]) == []
+
+
+@pytest.mark.parametrize("change", ["allow_categories", "revoke_categories"])
+def test_an_unknown_editor_or_category_changes_nothing(database, three_categories, change):
+    database.transaction(b.add_editor, "1001", "Editor", "h", ["1", "2"])
+    with pytest.raises(ValueError, match="there is no editor 9999"):
+        database.transaction(getattr(b, change), "9999", ["1"])
+    with pytest.raises(ValueError, match="there is no bulletin category 7, 9"):
+        database.transaction(getattr(b, change), "1001", ["3", "9", "7", "1"])
+    assert database.transaction(b.editor_categories, "1001") == ["1", "2"]
+    with pytest.raises(ValueError, match="there is no bulletin category 5"):
+        database.transaction(b.add_editor, "1002", "Editor", "h", ["5"])
+    assert database.transaction(b.unlock, "editor", "1002") is False
+
+
 def test_drafts_are_invisible_to_investors_and_published_newest_first(database):
     database.transaction(b.add_expert, "88", "王专家", "Expert Wang", "h")
     database.transaction(b.add_expert, "89", "李专家", "Expert Li", "h")

@@ -203,6 +203,31 @@ def test_an_editor_records_hears_and_publishes_a_bulletin(store, prompter, audio
     assert [x.id for x in store.database.transaction(b.current_bulletins, "2", NOON + HOUR)] == [row.id]
 
 
+def test_an_editor_chooses_among_the_categories_allowed_only(store, prompter, audio_dir, clock):
+    store.database.transaction(b.revoke_categories, "1001", ["1"])
+    flow = flow_of(Bulletins, store, prompter, audio_dir, clock)
+    flow.names = FakeNames()
+    channel = RecordingChannel(clock, EDITOR + ["1", "2", 3, "#", "2", "*"])
+    assert run(clock, flow(channel)) is BACK
+    said = heard(prompter)
+    menu = said.index("zh/enter-pin") + 1
+    # Named and offered: category 2 only; its 1 is a wrong key.
+    assert said[menu:menu + 5] == ["zh/said-4", "zh/press", "zh/digit-2", "zh/back-star", "zh/invalid-input"]
+    # The callers' menu names both, the editor's only theirs.
+    assert flow.names.asked[:3] == [("公司公告", "zh"), ("大盘分析", "zh"), ("大盘分析", "zh")]
+    [row] = rows(store, bulletins_table)
+    assert (row.category, row.recorded_by) == ("2", "1001")
+
+
+def test_an_editor_allowed_no_category_is_told_so_and_records_nothing(store, prompter, audio_dir, clock):
+    store.database.transaction(b.revoke_categories, "1001", ["1", "2"])
+    channel, result = call(Bulletins, store, prompter, audio_dir, clock, EDITOR + ["*"])
+    assert result is BACK
+    said = heard(prompter)
+    assert said[said.index("zh/enter-pin") + 1:] == ["zh/no-category-to-record", "zh/choose-category"]
+    assert channel.recordings == [] and files(audio_dir) == []
+
+
 def test_an_editor_may_record_again_or_cancel_leaving_no_file(store, prompter, audio_dir, clock):
     script = EDITOR + ["1", 2, "#", "3", 2, "#", "*", "*"]
     channel, result = call(Bulletins, store, prompter, audio_dir, clock, script)

@@ -31,20 +31,10 @@ def config(database, tmp_path, db_url):
 
 
 @pytest.fixture
-def run(capfd, monkeypatch):
+def run(cli, monkeypatch):
     """Run the command as the user ops01; returns (exit status, stdout, stderr)."""
     monkeypatch.setattr("getpass.getuser", lambda: "ops01")
-
-    def run(*argv, stdin=""):
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        try:
-            status = main(list(argv))
-        except SystemExit as e:
-            status = e.code
-        out, err = capfd.readouterr()
-        return status, out, err
-
-    return run
+    return cli
 
 
 def _open(run, config, *extra, stdin=PASSWORD + "\n"):

@@ -5,8 +5,9 @@ The voice information service (自动声讯) and the expert mailboxes
 L{Bulletins}: the caller picks a category by its key and hears its current
 bulletins, newest first, moving through them with the keys
 C{zh/bulletins-menu} announces (1 the latest, 4 the previous, 5 again, 6
-the next, * back).  An editor presses 9, keys an editor id and PIN, picks a
-category, records after the prompt until C{#}, hears the recording back and
+the next, * back).  An editor presses 9, keys an editor id and PIN, picks
+one of the categories they may publish in (L{data.editor_categories}),
+records after the prompt until C{#}, hears the recording back and
 publishes it with 2 (C{zh/review-recording}: 1 listen, 2 save, 3 record
 again; * cancels).
 
@@ -301,6 +302,12 @@ def _stopped(recording):
         _Flow.log.failure("could not stop an abandoned recording")
 
 
+def _categories_of(connection, editor_id):
+    """The categories C{editor_id} may publish in, in menu order."""
+    allowed = set(data.editor_categories(connection, editor_id))
+    return [category for category in data.categories(connection) if category.code in allowed]
+
+
 class Bulletins(_Flow):
     """
     The voice information service over C{store} (IStore), recordings under
@@ -335,7 +342,12 @@ class Bulletins(_Flow):
         )
         if editor_id is None:
             return
-        categories = yield self.store.transaction(data.categories)
+        categories = yield self.store.transaction(_categories_of, editor_id)
+        if not categories:
+            self.log.info("editor {editor} may publish in no category (call {cid})", editor=editor_id,
+                          cid=channel.correlation_id)
+            yield self.dialogue.play(channel, "no-category-to-record")
+            return
         prompt = yield self.category_menu(categories, "choose-category-to-record", "back-star")
         category = yield self.menu(channel, prompt, "".join(c.code for c in categories))
         if category is BACK:
