@@ -285,7 +285,7 @@ class Dialogue:
         return entry
 
     @defer.inlineCallbacks
-    def _choose(self, channel, prompt, choices, retries, timeout, allow_star_back, answers):
+    def _choose(self, channel, prompt, choices, retries, timeout, allow_star_back, answers, interruptible=True):
         """Offer one-key C{choices}; return C{answers[key]} or a sentinel."""
         choices = frozenset(choices)
         if "0" in choices:
@@ -295,7 +295,7 @@ class Dialogue:
         if retries < 1:
             raise ValueError("retries must be at least 1")
         for attempt in range(1, retries + 1):
-            yield self.play(channel, prompt)
+            yield self.play(channel, prompt, interruptible=interruptible)
             key = yield self._key(channel, timeout)
             if key == "0":
                 return AGENT
@@ -333,15 +333,19 @@ class Dialogue:
         steps = self._with_prompts(invalid_prompt, timeout_prompt)
         return steps._choose(channel, prompt, choices, retries, timeout, allow_star_back, lambda key: key)
 
-    def confirm(self, channel, prompt, retries=3, timeout=5, allow_star_back=True):
+    def confirm(self, channel, prompt, retries=3, timeout=5, allow_star_back=True, interruptible=True):
         """
-        Ask "1 to confirm, 2 to enter again" with C{prompt}.
+        Ask "1 to confirm, 2 to enter again" with C{prompt};
+        C{interruptible=False} for a read-back the caller must hear in full
+        (keys pressed meanwhile answer it once it ends).
 
         @return: a Deferred firing with True for 1, False for 2, L{AGENT}
             for 0 or L{BACK} for C{*}; other keys and silence retry as in
             L{menu}.
         """
-        return self._choose(channel, prompt, "12", retries, timeout, allow_star_back, lambda key: key == "1")
+        return self._choose(
+            channel, prompt, "12", retries, timeout, allow_star_back, lambda key: key == "1", interruptible
+        )
 
     def _with_prompts(self, invalid_prompt, timeout_prompt):
         if invalid_prompt is None and timeout_prompt is None:

@@ -49,6 +49,9 @@ class SIPChannel:
     def play(self, frames, interruptible=False):
         if self.state == "ended":
             return defer.succeed(False)
+        if interruptible and self._digits:
+            # The caller has already answered what this prompt would ask.
+            return defer.succeed(False)
         done = self._session.play(frames)
         self._interruptible_play = done if interruptible else None
         return done

@@ -227,7 +227,7 @@ def test_buy_is_read_back_confirmed_placed_and_its_number_said(clock, prompter):
     assert contains(names, ["zh/stock-code", *say_digits("600000")])
     assert contains(names, readback(BUY, "600000", 1234, 100))
     assert contains(names, ["zh/order-placed", *say_digits("20240518")])
-    assert channel.heard_out == [["zh/order-placed", *say_digits("20240518")]]
+    assert channel.heard_out == [readback(BUY, "600000", 1234, 100), ["zh/order-placed", *say_digits("20240518")]]
     # Back to the menu after the order.
     assert names.count("zh/trading-menu") == 2
     assert not any(PASSWORD in formatEvent(event) or PASSWORD in repr(event) for event in events)

@@ -384,6 +384,26 @@ def test_a_key_stops_an_interruptible_prompt_and_is_kept(switch, wire, engine, a
         assert outcomes == [True, "2"]
 
 
+def test_keys_typed_ahead_skip_an_interruptible_prompt(switch, wire, engine, applications, clock):
+    outcomes = []
+    typed = defer.Deferred()
+
+    @defer.inlineCallbacks
+    def menu(channel):
+        yield channel.answer()
+        yield typed  # the caller types before the prompt starts
+        outcomes.append((yield channel.play([b"frame"] * 50, interruptible=True)))
+        outcomes.append(len(engine.sessions[0].plays))
+        outcomes.append((yield channel.collect_digits(2, first_timeout=5, inter_digit_timeout=3)))
+
+    applications["digits"] = menu
+    answered_call(switch, wire, "9302")
+    engine.sessions[0].dtmf_received("4")
+    engine.sessions[0].dtmf_received("2")
+    typed.callback(None)
+    assert outcomes == [False, 0, "42"]
+
+
 def test_a_key_after_an_interruptible_prompt_stops_nothing_else(switch, wire, engine, applications, clock):
     outcomes = []
 

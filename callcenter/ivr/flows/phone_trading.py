@@ -412,13 +412,14 @@ class _Call:
                 client_order_id = self.client_order_id()
                 step = "confirm"
             else:
+                # Heard in full before a 1 can place it, however early the 1 came.
                 answer = yield self.dialogue.confirm(self.channel, [
                     "confirm-buy" if side == BUY else "confirm-sell",
                     *self.stock(code),
                     "at-price", *say_price(price_fen, self.language),
                     "quantity", *say_quantity(quantity, "share", self.language),
                     "confirm-or-reenter",
-                ])
+                ], interruptible=False)
                 if answer is AGENT:
                     yield self.to_agent()
                 if answer is BACK:
