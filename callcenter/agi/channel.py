@@ -56,11 +56,13 @@ class AGIRecording:
         for waiter in waiters:
             waiter.callback(outcome)
 
-    def stop(self):
+    def stop(self, trim_seconds=0.0):
         """
         Fire with the L{commands.Recorded} (or None if it failed) once the
         recording has ended.  RECORD FILE cannot be cut short from here: it
-        ends on its key, silence limit or maximum time, or the hang-up.
+        ends on its key, silence limit or maximum time, or the hang-up; and
+        Asterisk, which hears the key, keeps its tone out (C{trim_seconds}
+        is for the IChannel recordings that cannot).
         """
         if self.done:
             return defer.succeed(self.result)

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from callcenter.media import g711
 from callcenter.media.mixing import FrameMixer
-from callcenter.media.wavfile import WavRecorder
+from callcenter.media.wavfile import SAMPLE_RATE, WavRecorder
 
 # (the session's encoding, the file's) -> conversion of a frame.
 _CONVERT = {("PCMU", "PCMA"): g711.ulaw_to_alaw, ("PCMA", "PCMU"): g711.alaw_to_ulaw}
@@ -190,13 +190,19 @@ class CallRecording:
     def _session_closed(self, session):
         self.stop()
 
-    def stop(self):
+    def stop(self, trim_seconds=0.0):
         """
         Stop recording (again is harmless).  Fires with this recording once
         every file is closed and on disk, or fails with L{RecordingError}
         if a write or the final sync failed.
+
+        @param trim_seconds: audio taken off the end: a caller who ends a
+            recording with C{#} sent its tone in the audio (in-band DTMF),
+            or silence in its place (RFC 4733), just before we knew.
         """
         if self.recording:
+            for recorder in self._recorders.values():
+                recorder.drop_tail(int(trim_seconds * SAMPLE_RATE))
             self._finish(None)
         done = defer.Deferred()
         if self._result is None:

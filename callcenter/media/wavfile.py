@@ -206,6 +206,16 @@ class WavRecorder:
         file.flush()
         self._since_update = 0
 
+    def drop_tail(self, nbytes):
+        """Take the last C{nbytes} of audio off the end (a key's tone that ended the recording)."""
+        nbytes = min(nbytes, self.data_size)
+        if self._file is None or nbytes <= 0:
+            return
+        self._file.flush()
+        self.data_size -= nbytes
+        self._file.truncate(self._file.tell() - nbytes)
+        self._file.seek(0, os.SEEK_END)
+
     def close(self, sync=False):
         """
         Write the final sizes and close the file; with C{sync}, only after

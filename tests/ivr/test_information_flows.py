@@ -46,8 +46,9 @@ class FakeRecording:
         self.path = path
         self.stopped = 0
 
-    def stop(self):
+    def stop(self, trim_seconds=0.0):
         self.stopped += 1
+        self.trimmed = trim_seconds
         return defer.succeed(self)
 
 
@@ -195,6 +196,7 @@ def test_an_editor_records_hears_and_publishes_a_bulletin(store, prompter, audio
     assert row.audio_path.startswith("bulletins/20261207/")
     assert files(audio_dir) == [row.audio_path]
     assert channel.recordings[0].stopped
+    assert channel.recordings[0].trimmed == 0.25  # the # that ended it is left out
     # Heard back once, again on 1, then published on 2.
     assert played_audio(channel) == [os.path.splitext(os.path.basename(row.audio_path))[0]] * 2
     said = heard(prompter)

@@ -98,6 +98,23 @@ def test_rx_holds_what_the_far_end_sent_for_as_long_as_it_sent_it(rig, threads, 
     assert 25 <= with_tone[0] <= 25 + JITTER_TICKS + 1
 
 
+def test_stop_can_leave_out_the_last_moments(rig, threads, tmp_path):
+    session, phone = rig.call()
+    recording = record(session, threads, tmp_path, rx=True, mixed=True)
+    rig.say(phone, tone(440, 1000) + tone(941, 200))  # a sentence, then the # key's tone
+    rig.run(60 + JITTER_TICKS)
+    results = []
+    recording.stop(trim_seconds=0.25).addBoth(results.append)
+    threads.run()
+    assert results == [recording]
+    for name in ("rx", "mixed"):
+        kept = frames(recording.paths[name])
+        # 250 ms is 12.5 frames; a half frame at the end is read padded to a whole one.
+        assert len(kept) == recording.frames - 12
+        assert frames_with(kept, 941) == []
+        assert len(frames_with(kept, 440)) >= FRAMES_PER_SECOND - JITTER_TICKS
+
+
 def test_mixed_has_both_directions_aligned_in_time(rig, threads, tmp_path):
     session, phone = rig.call(PCMA)
     recording = record(session, threads, tmp_path)

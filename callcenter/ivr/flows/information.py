@@ -45,6 +45,10 @@ __all__ = ["Bulletins", "Experts"]
 
 _ENTRY_RETRIES = 3
 _PIN_MAXIMUM = 12
+# Cut off the end of a recording ended by #: the key's tone (in-band) or
+# the gap in its place (RFC 4733) lasts 40-200 ms, and it is known only
+# once it has begun.
+_KEY_TAIL_SECONDS = 0.25
 # Shorter than this is taken as nothing recorded (a # pressed at once).
 _SHORTEST_RECORDING_MS = 500
 _NAVIGATION = "1456"
@@ -195,6 +199,7 @@ class _Flow:
         try:
             recording = channel.record(rx=path)
             deadline = self.clock.seconds() + self.max_recording_seconds
+            key = ""
             while True:
                 left = deadline - self.clock.seconds()
                 if left <= 0:
@@ -203,7 +208,8 @@ class _Flow:
                 _ended(channel)
                 if key in ("#", ""):
                     break
-            yield recording.stop()
+            # The # and what came with it stay out of the bulletin.
+            yield recording.stop(trim_seconds=_KEY_TAIL_SECONDS if key == "#" else 0.0)
             _ended(channel)
         except BaseException:
             if recording is not None:
