@@ -33,16 +33,23 @@ The ``callcenter`` command: administration without starting the server.
     callcenter internet tiers [--config FILE]
     callcenter internet tier-add [--config FILE] NAME --hours H|unlimited [--idle SECONDS] [--simultaneous N]
     callcenter internet online [--config FILE] [--user USERNAME] [--client NAS]
+    callcenter internet kick [--config FILE] SESSION_ID --agent ID [--password-stdin] [--url URL]
 
 Problems are reported one per line on standard error with exit status 2;
-audit verify exits with status 1 when the audit log is not intact.
+audit verify exits with status 1 when the audit log is not intact, internet
+kick when the NAS did not end the session.
 Account changes are audited under the name of the user running the command.
 """
 
 import argparse
+import base64
 import getpass
+import json
+import re
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import sqlalchemy
 
@@ -54,6 +61,8 @@ from callcenter.tap import CONFIG_ERROR, default_config_path, exit_with, load
 # What `audit verify` exits with when the chain is broken, apart from the 2
 # of a command that could not run.
 AUDIT_BROKEN = 1
+# What `internet kick` exits with when the NAS refused or did not answer.
+NOT_KICKED = 1
 
 
 def _database(config):
@@ -735,7 +744,7 @@ def _local(moment):
 
 def _session_line(session):
     return (
-        f"{session.username or '-'} at {session.client} ({session.nas_ip or 'no NAS address'}): "
+        f"#{session.id} {session.username or '-'} at {session.client} ({session.nas_ip or 'no NAS address'}): "
         f"session {session.acct_session_id}, address {session.framed_ip or 'none'}, "
         f"since {_local(session.started_at)}, "
         f"{_duration(session.session_time)}, {session.input_octets} octets in, {session.output_octets} out"
@@ -791,6 +800,87 @@ def internet_show(args):
     )
     for session in online:
         print(f"    {_session_line(session)}")
+
+
+def _web_url(config):
+    """
+    Where this host reaches the server's HTTP API, from C{[web] listen}: a
+    TCP endpoint with a fixed port (a wildcard interface is reached on the
+    loopback address); anything else needs --url.
+    """
+    web = config.subsystems.get("web")
+    if web is None:
+        exit_with([f"{config.path}: [web] is not enabled: internet kick goes through the server's HTTP API "
+                   "(give --url to reach another server's)"], CONFIG_ERROR)
+    # Endpoint strings separate fields with ":" and escape it as "\:" (an IPv6 interface).
+    kind, *fields = [field.replace("\\:", ":") for field in re.split(r"(?<!\\):", web.listen)]
+    options = dict(field.partition("=")[::2] for field in fields[1:])
+    if kind not in ("tcp", "tcp6") or not fields or not fields[0].isdigit() or int(fields[0]) == 0:
+        exit_with([f"{config.where('web', 'listen')}: cannot tell an HTTP address from {web.listen!r}: "
+                   "give --url"], CONFIG_ERROR)
+    host = options.get("interface") or ("::" if kind == "tcp6" else "0.0.0.0")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{fields[0]}"
+
+
+def _staff_password(args):
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        exit_with(["no terminal to ask for the password: give it on standard input with --password-stdin"],
+                  CONFIG_ERROR)
+    return getpass.getpass(f"password of agent {args.agent}: ")
+
+
+def _attempts(n):
+    return f"{n} attempt{'' if n == 1 else 's'}"
+
+
+def internet_kick(args):
+    """
+    Ask the running server to disconnect a session: only its process holds
+    the Disconnect-Request client (its socket, identifiers and the NASes'
+    secrets), so this goes through its HTTP API, as the staff member
+    C{--agent}, whose role the API checks and whose id the audit records.
+    """
+    config, _ = load(args.config)
+    radius = config.subsystems.get("radius")
+    if radius is None:
+        exit_with([f"{config.path}: [radius] is not enabled: there are no sessions to kick"], CONFIG_ERROR)
+    base = (args.url or _web_url(config)).rstrip("/")
+    credentials = base64.b64encode(f"{args.agent}:{_staff_password(args)}".encode("utf-8")).decode("ascii")
+    request = urllib.request.Request(
+        f"{base}/api/v1/internet/sessions/{args.session_id}/kick", data=b"", method="POST",
+        headers={"Authorization": f"Basic {credentials}", "Accept-Language": "en"},
+    )
+    # The API answers once the NAS has, or the retries have run out.
+    waits = radius.disconnect_timeout * (2**radius.disconnect_tries - 1)
+    # No proxy from the environment: a proxy would not reach this host's loopback.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=waits + 30) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        exit_with([f"cannot reach the server at {base}: {getattr(e, 'reason', e)}"], CONFIG_ERROR)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    error = body.get("error")
+    if status == 200 and "outcome" in body:
+        session = body["session"]
+        print(f"session {session['id']} of {session['username'] or '-'} at {session['client']}: disconnected "
+              f"(Disconnect-ACK after {_attempts(body['attempts'])}); it ends when the NAS sends its Accounting-Stop")
+    elif isinstance(error, dict) and error.get("code") in ("nas_refused", "nas_timeout"):
+        exit_with([f"session {args.session_id}: {error.get('message_en')}"], NOT_KICKED)
+    elif isinstance(error, dict):
+        exit_with([f"{base}: {status} {error.get('code')}: {error.get('message_en')}"], CONFIG_ERROR)
+    else:
+        exit_with([f"{base}: HTTP {status}, not an answer of the internet API"], CONFIG_ERROR)
 
 
 def _parser():
@@ -1031,6 +1121,19 @@ def _parser():
     online.add_argument("--user", metavar="USERNAME", help="only this account's")
     online.add_argument("--client", metavar="NAS", help="only this NAS's")
     internet_action("show", internet_show, "show an internet account and its use this month")
+    kick = internet_action(
+        "kick", internet_kick, "disconnect a session now, through the running server's HTTP API", username=False
+    )
+    kick.add_argument(
+        "session_id", metavar="SESSION_ID", type=int,
+        help="the session's id: the #N of callcenter internet online (or GET /api/v1/internet/sessions)",
+    )
+    kick.add_argument("--agent", required=True, metavar="ID", help="your agent id (a supervisor or an administrator)")
+    kick.add_argument(
+        "--password-stdin", action="store_true",
+        help="read your password from the first line of standard input instead of asking for it",
+    )
+    kick.add_argument("--url", help="the server's HTTP address [from [web] listen, e.g. http://127.0.0.1:8080]")
     return parser
 
 

@@ -1,7 +1,8 @@
 """
 Assembling the radius subsystem: the authentication and accounting
-listeners, the policy and the accounting sink behind them, and the
-Disconnect-Request client that ends the sessions of users out of time.
+listeners, the policy and the accounting sink behind them, the
+Disconnect-Request client that ends the sessions of users out of time or
+kicked by staff, and the staff's HTTP API (served by the web subsystem).
 """
 
 from twisted.application.service import MultiService
@@ -10,9 +11,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from callcenter.config import HostPort
+from callcenter.interfaces import IWebAPI
 from callcenter.listeners import datagram_listener
 from callcenter.radius.accounting import AccountingSink
 from callcenter.radius.accounts import record_disconnect
+from callcenter.radius.api import InternetAPI
 from callcenter.radius.chap import chap_secrets_from_environment
 from callcenter.radius.clients import RadiusClients
 from callcenter.radius.dictionary import load_dictionary
@@ -22,6 +25,7 @@ from callcenter.radius.interfaces import IAccountingSink, IDisconnector
 from callcenter.radius.metrics import RadiusMetrics
 from callcenter.radius.policy import AccessPolicy
 from callcenter.radius.protocol import AccountingProtocol, AuthenticationProtocol
+from callcenter.web.staff_auth import StaffAuthenticator
 
 _log = Logger()
 
@@ -77,6 +81,11 @@ def radius_service(config, context):
     )
     sink = QuotaEnforcingSink(AccountingSink(store, clock, directory=directory), disconnector)
     context.components.provide(IDisconnector, disconnector)
+    # The API's changes are made through the store; the policy (and with it
+    # the directory) forgets each account changed, so this server sees it
+    # at its next Access-Request.
+    staff = StaffAuthenticator(store, clock, in_thread)
+    context.components.provide(IWebAPI, InternetAPI(store, clock, staff, policy, disconnector))
 
     service = MultiService()
     auth = AuthenticationProtocol(clients, policy, clock, metrics=metrics, dictionary=dictionary)

@@ -169,9 +169,9 @@ def test_online_and_show(shell, database):
 
     database.transaction(sessions)
     status, out, err = shell("online")
-    line = ("zhang at bras-1 (10.0.0.1): session s1, address 100.64.0.7, since 2026-12-10 12:00:00, 1 h 30 min, "
-            "1000 octets in, 2000 out")
-    assert out.splitlines() == [line, line.replace("zhang", "david").replace("s1", "s2"),
+    line = ("#1 zhang at bras-1 (10.0.0.1): session s1, address 100.64.0.7, since 2026-12-10 12:00:00, 1 h 30 min, "
+            "1000 octets in, 2000 out")  # #1: the id internet kick takes
+    assert out.splitlines() == [line, line.replace("#1 zhang", "#2 david").replace("s1", "s2"),
                                 "2 sessions online (times in Beijing time)"]
     assert shell("online", "--user", "zhang")[1].splitlines()[-1] == "1 session online (times in Beijing time)"
     assert shell("online", "--client", "bras-9")[1] == "0 sessions online (times in Beijing time)\n"
