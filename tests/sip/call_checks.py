@@ -76,7 +76,20 @@ def read_wav(path):
     with wave.open(path) as f:
         assert (f.getframerate(), f.getnchannels(), f.getsampwidth()) == (RATE, 1, 2)
         data = f.readframes(f.getnframes())
-    return struct.unpack(f"<{len(data) // 2}h", data)
+    return list(struct.unpack(f"<{len(data) // 2}h", data))
+
+
+def power_at(samples, frequency):
+    """Goertzel: the signal's power at one frequency."""
+    coefficient = 2 * math.cos(2 * math.pi * frequency / RATE)
+    previous = before = 0.0
+    for sample in samples:
+        previous, before = sample + coefficient * previous - before, previous
+    return previous * previous + before * before - coefficient * previous * before
+
+
+def dominant_frequency(samples):
+    return max(range(200, 2000, 10), key=lambda f: power_at(samples, f))
 
 
 def envelope(samples, frame=FRAME):
@@ -107,16 +120,10 @@ def tone_share(samples, frequency):
     for a pure tone at a frequency on a bin of their length (700 Hz and
     1 kHz are, for 20 ms at 8 kHz), near 0 for speech or silence.
     """
-    coefficient = 2 * math.cos(2 * math.pi * frequency / RATE)
-    previous = before = 0.0
-    energy = 0
-    for sample in samples:
-        previous, before = sample + coefficient * previous - before, previous
-        energy += sample * sample
+    energy = sum(sample * sample for sample in samples)
     if not energy:
         return 0.0
-    power = previous * previous + before * before - coefficient * previous * before
-    return 2 * power / (len(samples) * energy)
+    return 2 * power_at(samples, frequency) / (len(samples) * energy)
 
 
 def is_tone(frame, frequency, min_rms=300):

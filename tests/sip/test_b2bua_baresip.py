@@ -9,8 +9,8 @@ other's.
 
 import pytest
 
+from call_checks import dominant_frequency, power_at, read_wav, rms, sine, write_wav
 from test_baresip import registration
-from test_call_audio import dominant_frequency, power_at, read_wav, rms, sine, write_wav
 
 # The store only holds the accounts and registrations these calls use; the
 # registrar's storage runs on both backends in test_registrar and test_sipp.

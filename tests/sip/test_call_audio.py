@@ -6,57 +6,14 @@ its own when baresip's audio file runs out ("end of file"), which is the
 event the tests wait for.
 """
 
-import math
-import struct
-import wave
-
 import pytest
 
 from baresip import Baresip
+from call_checks import RATE, dominant_frequency, read_wav, rms, sine, write_wav
 
 # The store only holds the accounts and registrations these calls use; the
 # registrar's storage runs on both backends in test_registrar and test_sipp.
 pytestmark = pytest.mark.backend_independent
-
-RATE = 8000
-
-
-def write_wav(path, samples):
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(RATE)
-        f.writeframes(struct.pack(f"<{len(samples)}h", *samples))
-    return str(path)
-
-
-def sine(frequency, seconds, amplitude=8000):
-    return [int(amplitude * math.sin(2 * math.pi * frequency * n / RATE)) for n in range(int(RATE * seconds))]
-
-
-def read_wav(path):
-    with wave.open(path) as f:
-        assert (f.getframerate(), f.getnchannels(), f.getsampwidth()) == (RATE, 1, 2)
-        data = f.readframes(f.getnframes())
-    return list(struct.unpack(f"<{len(data) // 2}h", data))
-
-
-def power_at(samples, frequency):
-    """Goertzel: the signal's power at one frequency."""
-    coefficient = 2 * math.cos(2 * math.pi * frequency / RATE)
-    previous = before = 0.0
-    for sample in samples:
-        previous, before = sample + coefficient * previous - before, previous
-    return previous * previous + before * before - coefficient * previous * before
-
-
-def dominant_frequency(samples):
-    return max(range(200, 2000, 10), key=lambda f: power_at(samples, f))
-
-
-def rms(samples):
-    return math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
-
 
 def call(tmp_path, server, number, sent):
     """baresip calls C{number} sending C{sent}; returns what it received."""
