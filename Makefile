@@ -51,7 +51,9 @@ run: install var/prompts/.stock-names
 
 test: install var/prompts/manifest.json
 	.ci/ensure-debian-packages $(TEST_DEBIAN_PACKAGES)
-	$(MAKE) --no-print-directory --keep-going test-sqlite test-postgresql
+	@# The two halves at once: most of their time is waiting on real peers
+	@# and real-time audio, not CPU.  Each half's output is shown whole.
+	$(MAKE) --no-print-directory --keep-going --output-sync=target -j2 test-sqlite test-postgresql
 
 test-sqlite: install
 	@echo "=== test suite on SQLite ==="
