@@ -22,11 +22,9 @@ import sqlalchemy as sa
 from pyrad import packet as radius
 from pyrad.packet import CoAPacket
 
-from callcenter.demo import load_demo
 from callcenter.radius.dictionary import load_dictionary
-from callcenter.store.database import Database
-from processes import BIN, DEADLINE, environment, server_config, twistd
-from test_radius_process import ETC, SECRET, USER, accounting, radclient
+from processes import BIN, DEADLINE, environment, twistd
+from test_radius_process import SECRET, USER, accounting, demo_radius_config, radclient
 
 SUPERVISOR = "9001:demo9001"  # etc/demo/agents.csv
 
@@ -73,22 +71,7 @@ def nas():
 
 @pytest.fixture
 def config(tmp_path, db_url, monkeypatch, nas):
-    database = Database(db_url)
-    database.open()
-    load_demo(database, str(ETC))
-    database.close()
-    monkeypatch.setenv("TEST_RADIUS_SECRET", SECRET)  # the server process inherits it
-    return server_config(
-        tmp_path / "callcenter.toml",
-        db_url,
-        radius={
-            "auth": "127.0.0.1:0",
-            "accounting": "127.0.0.1:0",
-            "clients": [{"name": "test-nas", "address": "127.0.0.1", "secret_env": "TEST_RADIUS_SECRET",
-                         "coa_port": nas.port}],
-            "disconnect_timeout": 1.0,
-        },
-    )
+    return demo_radius_config(tmp_path, db_url, monkeypatch, client={"coa_port": nas.port}, disconnect_timeout=1.0)
 
 
 def call(port, method, path):

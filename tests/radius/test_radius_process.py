@@ -22,22 +22,27 @@ SECRET = "process-test-secret"
 USER, PASSWORD = "zhangwei", "surf10001"  # etc/demo/internet_accounts.csv, tier basic (30 h)
 
 
-@pytest.fixture
-def config(tmp_path, db_url, monkeypatch):
+def demo_radius_config(tmp_path, db_url, monkeypatch, client=(), **radius):
+    """
+    A server config with [radius] on ephemeral ports and one NAS client,
+    127.0.0.1 (C{client}: more of its settings), over the demo data.
+    """
     database = Database(db_url)
     database.open()
     load_demo(database, str(ETC))
     database.close()
     monkeypatch.setenv("TEST_RADIUS_SECRET", SECRET)  # the server process inherits it
+    nas = {"name": "test-nas", "address": "127.0.0.1", "secret_env": "TEST_RADIUS_SECRET", **dict(client)}
     return server_config(
         tmp_path / "callcenter.toml",
         db_url,
-        radius={
-            "auth": "127.0.0.1:0",
-            "accounting": "127.0.0.1:0",
-            "clients": [{"name": "test-nas", "address": "127.0.0.1", "secret_env": "TEST_RADIUS_SECRET"}],
-        },
+        radius={"auth": "127.0.0.1:0", "accounting": "127.0.0.1:0", "clients": [nas], **radius},
     )
+
+
+@pytest.fixture
+def config(tmp_path, db_url, monkeypatch):
+    return demo_radius_config(tmp_path, db_url, monkeypatch)
 
 
 def start(config, servers):
