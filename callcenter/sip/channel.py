@@ -210,12 +210,14 @@ class SIPChannel:
             if source == "info" or self.codec.dtmf_payload_type is not None:
                 self.on_digit(digit)
             return
+        # Taken before the key is handed on: the flow may start its next
+        # prompt synchronously, and that one must not be cut.
+        interruptible, self._interruptible_play = self._interruptible_play, None
         waiter = self._digit_waiter
         if waiter is not None and not waiter.done:
             waiter.digit(digit)
         else:
             self._digits.append(digit)
-        interruptible, self._interruptible_play = self._interruptible_play, None
         if interruptible is not None and not interruptible.called:
             # A caller who knows the menu need not hear it out; the key
             # stays for the collection that follows.

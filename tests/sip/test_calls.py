@@ -423,6 +423,28 @@ def test_a_key_after_an_interruptible_prompt_stops_nothing_else(switch, wire, en
     assert outcomes == [True, True]
 
 
+def test_a_key_answering_a_menu_does_not_cut_the_prompt_it_starts(switch, wire, engine, applications, clock):
+    """5 in a navigation menu replays the bulletin at once: that play is the answer, not the prompt to cut."""
+    outcomes = []
+
+    @defer.inlineCallbacks
+    def menu(channel):
+        yield channel.answer()
+        first = channel.play([b"frame"], interruptible=True)
+        engine.sessions[0].plays[-1][1].callback(True)
+        yield first
+        key = yield channel.collect_digits(1, first_timeout=5, inter_digit_timeout=3)
+        outcomes.append(key)
+        outcomes.append((yield channel.play([b"bulletin"] * 50, interruptible=True)))
+
+    applications["digits"] = menu
+    answered_call(switch, wire, "9302")
+    engine.sessions[0].dtmf_received("5")
+    assert outcomes == ["5"]
+    engine.sessions[0].plays[-1][1].callback(True)
+    assert outcomes == ["5", True]
+
+
 def test_collecting_digits_times_out(switch, wire, engine, applications, clock):
     collected = []
 
