@@ -6,8 +6,10 @@ scanner), logging at info as in production.
 """
 
 import contextlib
+import json
 import os
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
@@ -43,13 +45,21 @@ class BenchServer:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def bench_database_url(scratch):
+    """The store of the server L{bench_server} starts in C{scratch}: fill it before, if need be."""
+    return f"sqlite:///{scratch}/bench.sqlite"
+
+
 @contextlib.contextmanager
-def bench_server(scratch, routes=None, **telephony):
-    """A started server in C{scratch}, killed on exit."""
+def bench_server(scratch, routes=None, extra_tables=None, **telephony):
+    """
+    A started server in C{scratch}, killed on exit; C{extra_tables}
+    ({table: {key: value}}) are added to its configuration, e.g. [ivr].
+    """
     config = write_config(
         os.path.join(scratch, "callcenter.toml"),
         {
-            "storage": {"url": f"sqlite:///{scratch}/bench.sqlite"},
+            "storage": {"url": bench_database_url(scratch)},
             "telephony": {
                 "udp": "127.0.0.1:0",
                 "tcp": "tcp:0:interface=127.0.0.1",
@@ -58,6 +68,7 @@ def bench_server(scratch, routes=None, **telephony):
                 **telephony,
             },
             "web": {"listen": "tcp:0:interface=127.0.0.1"},
+            **(extra_tables or {}),
         },
     )
     process = ServerProcess([os.path.join(BIN, "twistd"), "--pidfile=", "-n", "callcenter", "--config", config])
@@ -65,3 +76,26 @@ def bench_server(scratch, routes=None, **telephony):
         yield BenchServer(process)
     finally:
         process.kill()
+
+
+# What the server says about itself while a bench runs.
+
+
+def telephony_health(server):
+    """The telephony subsystem's /health details; None when it does not answer within 10 s."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/health", timeout=10) as r:
+            return json.loads(r.read())["subsystems"]["telephony"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def live_calls(server):
+    health = telephony_health(server)
+    return None if health is None else health["calls"]
+
+
+def media_stats(server):
+    """The media engine's counters (ticks, late/skipped ticks, packets) from /health."""
+    health = telephony_health(server) or {}
+    return health.get("media") or {}

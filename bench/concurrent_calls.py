@@ -52,27 +52,24 @@ calls).  Results go in docs/performance.md.
 """
 
 import argparse
-import bisect
-import collections
-import csv
-import glob
-import json
 import math
 import os
-import re
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _server import BIN, bench_server, free_port  # noqa: E402
+import _rtp  # noqa: E402
+from _machine import (  # noqa: E402
+    Children, MachineLoad, cpu_ns, cpu_ticks, interrupt_on_sigterm, log, rss_kb, sipp_stats, thread_count,
+    top_functions, wait_for_quiet, wait_until,
+)
+from _rtp import MediaSink, raw_udp_sockets, socket_drops, tcpdump_counts  # noqa: E402
+from _server import BIN, bench_server, free_port, live_calls, media_stats  # noqa: E402
 
 TONE_NUMBER = "9197"
 DTMF_NUMBER = "9198"
@@ -85,11 +82,7 @@ RTP_PORTS = (30000, 32767)
 SIPP_MEDIA_PORT = 10000
 DTMF_MEDIA_PORT = 12000
 MAX_CALLS = (RTP_PORTS[1] - RTP_PORTS[0]) // 2 - 10
-SAMPLES_PER_FRAME = 160
 SETTLE_SECONDS = 3.0
-# Streams with fewer packets in the window (a call starting or ending in
-# it) are left out of the interval and loss figures.
-MIN_PACKETS = 25
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "sip", "scenarios")
 # 1 2 3 # as RFC 4733 events; the server hangs up on #.
 DTMF_SCENARIO = os.path.join(SCENARIOS, "dtmf_call.xml")
@@ -169,456 +162,9 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# What a process spends, from /proc, and the children the bench starts.
-
-
-def cpu_ns(pid):
-    """
-    Nanoseconds on CPU of every thread of C{pid}, from schedstat: exact,
-    where /proc/stat's ticks under-report short bursts on these VMs.
-    """
-    total = 0
-    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass  # A thread that ended between the listing and the read.
-    return total
-
-
-def cpu_ticks(pid):
-    """(user, system) clock ticks of C{pid}, all threads: for the user/kernel split."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def thread_count(pid):
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def machine_busy():
-    """(busy, total) jiffies of every CPU, from /proc/stat: what else ran on the machine."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def wait_until(predicate, timeout, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-class Children:
-    """
-    SIPp, tcpdump: each in its own session, so that a Ctrl-C at the terminal
-    reaches the bench alone and the bench stops them, by process id.
-    """
-
-    def __init__(self):
-        self._procs = []
-
-    def start(self, argv, log_path, **kwargs):
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **kwargs,
-            )
-        self._procs.append(proc)
-        return proc
-
-    def stop(self, proc, sig=signal.SIGTERM, grace=5.0):
-        """C{sig} to its process group, SIGKILL after C{grace} s; the exit status."""
-        for current in (sig, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            try:
-                os.killpg(proc.pid, current)  # start_new_session: the group id is the pid.
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        if proc in self._procs:
-            self._procs.remove(proc)
-        return proc.returncode
-
-    def stop_all(self):
-        for proc in reversed(list(self._procs)):
-            self.stop(proc, grace=2.0)
-
-
-def interrupt_on_sigterm():
-    """SIGTERM ends the bench as Ctrl-C does, through every cleanup path."""
-
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
-
-
-# The caller's recording.
-
-
-def telephony_health(server):
-    """The telephony subsystem's /health details; None when it does not answer within 10 s."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/health", timeout=10) as r:
-            return json.loads(r.read())["subsystems"]["telephony"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def live_calls(server):
-    health = telephony_health(server)
-    return None if health is None else health["calls"]
-
-
-def media_stats(server):
-    """The media engine's counters (ticks, late/skipped ticks, packets) from /health."""
-    health = telephony_health(server) or {}
-    return health.get("media") or {}
-
-
-# The rest of the machine: other benches and test suites share the two cores.
-
-
-def process_cpu():
-    """{pid: (name, user+system clock ticks)} of every process (all its threads)."""
-    snapshot = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, _, tail = f.read().rpartition(")")
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue  # Ended meanwhile.
-        fields = tail.split()
-        name = " ".join(a.decode(errors="replace") for a in argv[:3] if a)[:70] or head.partition("(")[2]
-        snapshot[int(entry)] = (name, int(fields[11]) + int(fields[12]))
-    return snapshot
-
-
-def busiest_others(before, after, seconds, ours, limit=3):
-    """[(percent of a core, name)] of the processes not in C{ours} that used the most CPU between two snapshots."""
-    hertz = os.sysconf("SC_CLK_TCK")
-    used = []
-    for pid, (name, ticks) in after.items():
-        if pid in ours:
-            continue
-        share = 100 * (ticks - before.get(pid, (name, ticks))[1]) / hertz / seconds
-        if share >= 1:
-            used.append((share, name))
-    return sorted(used, reverse=True)[:limit]
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-class MachineLoad:
-    """What the rest of the machine did over an interval: from /proc/stat and per process."""
-
-    def __init__(self, ours):
-        self.ours = set(ours)
-        self.loadavg = loadavg()
-        self._busy = machine_busy()
-        self._ours = sum(cpu_ns(p) for p in self.ours)
-        self._processes = process_cpu()
-        self._started = time.monotonic()
-
-    def finish(self):
-        seconds = time.monotonic() - self._started
-        busy, total = (a - b for a, b in zip(machine_busy(), self._busy))
-        mine = (sum(cpu_ns(p) for p in self.ours) - self._ours) / 1e9 / seconds
-        # /proc/stat under-counts short bursts on these VMs: a lower bound.
-        self.others_pct = max(0.0, 200 * busy / total - 100 * mine) if total else 0.0
-        self.busiest = busiest_others(self._processes, process_cpu(), seconds, self.ours)
-        return self
-
-    def describe(self):
-        names = ", ".join(f"{name} {share:.0f}%" for share, name in self.busiest) or "none over 1%"
-        return f"load average {self.loadavg:.2f}, others {self.others_pct:.0f}% of a core ({names})"
-
-
-def wait_for_quiet(threshold, patience, ours):
-    """
-    Wait (at most C{patience} s) until the rest of the machine uses under
-    C{threshold}% of a core over 2 s: another bench or a test suite on the
-    two cores would be measured as our server's lateness.  Returns
-    (seconds waited, the last L{MachineLoad}).
-    """
-    started = time.monotonic()
-    deadline = started + patience
-    while True:
-        load = MachineLoad(ours)
-        time.sleep(2)
-        load.finish()
-        if load.others_pct < threshold or time.monotonic() >= deadline:
-            if load.others_pct >= threshold:
-                log(f"the machine is busy after {patience:.0f} s: {load.describe()}; measuring anyway")
-            return time.monotonic() - started - 2, load
-        log(f"waiting for a quiet machine: {load.describe()}")
-
-
-class MediaSink:
-    """
-    UDP sockets on the RTCP ports next to SIPp's echo port, which SIPp does
-    not bind, so that the server's RTCP reports are taken by a socket, as by
-    a phone, rather than answered with an ICMP port unreachable (built in
-    the server's own sendto).  Nothing reads them: a small buffer fills and
-    the kernel then drops quietly.
-    """
-
-    def __init__(self):
-        self.sockets = []
-        for port in (SIPP_MEDIA_PORT + 1, SIPP_MEDIA_PORT + 3):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.bind(("127.0.0.1", port))
-            self.sockets.append(sock)
-
-    def close(self):
-        for sock in self.sockets:
-            sock.close()
-        self.sockets = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-
-# Reading the capture.
-
-
-class Stream:
-    __slots__ = ("times", "sequences", "timestamps", "payload_types")
-
-    def __init__(self):
-        self.times, self.sequences, self.timestamps, self.payload_types = [], [], [], []
-
-
-def read_capture(path):
-    """{(source port, destination port, SSRC): Stream} of the RTP in a tcpdump -w file (lo, Ethernet)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    magic, _, _, _, _, _, linktype = struct.unpack_from("<IHHiIII", data)
-    if magic != 0xA1B2C3D4 or linktype != 1:
-        raise ValueError(f"{path}: not a microsecond Ethernet pcap")
-    streams = collections.defaultdict(Stream)
-    record = struct.Struct("<IIII").unpack_from
-    ports = struct.Struct("!HH").unpack_from
-    rtp_header = struct.Struct("!BBHII").unpack_from
-    offset, end = 24, len(data)
-    while offset + 16 <= end:
-        seconds, micros, caplen, _ = record(data, offset)
-        packet = offset + 16
-        offset = packet + caplen
-        if data[packet + 12] != 0x08 or data[packet + 13] != 0x00 or data[packet + 23] != 17:
-            continue
-        udp = packet + 14 + (data[packet + 14] & 0x0F) * 4
-        if udp + 20 > offset:
-            continue
-        source, destination = ports(data, udp)
-        first, second, sequence, timestamp, ssrc = rtp_header(data, udp + 8)
-        if first >> 6 != 2 or 72 <= second & 0x7F <= 76:  # Not RTP, or RTCP.
-            continue
-        stream = streams[(source, destination, ssrc)]
-        stream.times.append(seconds + micros / 1e6)
-        stream.sequences.append(sequence)
-        stream.timestamps.append(timestamp)
-        stream.payload_types.append(second & 0x7F)
-    return streams
-
-
-def percentile(ordered, fraction):
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def direction_stats(streams, check_timestamps):
-    """
-    Intervals (ms) and loss over C{streams}: sequence gaps, and with
-    C{check_timestamps} RTP timestamp gaps too (frames that were never
-    sent although the sequence is continuous: skipped ticks).
-    """
-    intervals, packets, expected, missing, kept = [], 0, 0, 0, 0
-    for stream in streams:
-        count = len(stream.times)
-        if count < MIN_PACKETS:
-            continue
-        kept += 1
-        times = stream.times
-        intervals.extend((b - a) * 1000 for a, b in zip(times, times[1:]))
-        packets += count
-        unwrapped, previous, base = [], None, 0
-        for sequence in stream.sequences:
-            if previous is not None and sequence < previous and previous - sequence > 32768:
-                base += 65536
-            unwrapped.append(base + sequence)
-            previous = sequence
-        span = max(unwrapped) - min(unwrapped) + 1
-        lost = span - len(set(unwrapped))
-        if check_timestamps:
-            frames = ((stream.timestamps[-1] - stream.timestamps[0]) & 0xFFFFFFFF) // SAMPLES_PER_FRAME + 1
-            lost = max(lost, frames - count)
-            span = max(span, frames)
-        expected += span
-        missing += lost
-    intervals.sort()
-    return {
-        "streams": kept,
-        "packets": packets,
-        "lost": missing,
-        "loss_pct": 100 * missing / expected if expected else float("nan"),
-        "mean": sum(intervals) / len(intervals) if intervals else float("nan"),
-        "p1": percentile(intervals, 0.01),
-        "p50": percentile(intervals, 0.50),
-        "p99": percentile(intervals, 0.99),
-        "max": intervals[-1] if intervals else float("nan"),
-        "over_25": sum(1 for v in intervals[bisect.bisect_right(intervals, 25.0):]) / len(intervals) * 100
-        if intervals else float("nan"),
-    }
-
-
-def echo_stats(sent, echoed):
-    """
-    Delay (ms) from each of our packets to its echo (same SSRC and
-    sequence) and how many of ours never came back within the window (the
-    last 100 ms of the window are left out: their echo may fall after it).
-    """
-    back = {}
-    for stream, ssrc in echoed:
-        for when, sequence in zip(stream.times, stream.sequences):
-            back[(ssrc, sequence)] = when
-    delays, unanswered, end = [], 0, max((s.times[-1] for s, _ in sent if s.times), default=0) - 0.1
-    for stream, ssrc in sent:
-        for when, sequence in zip(stream.times, stream.sequences):
-            if when > end:
-                continue
-            returned = back.get((ssrc, sequence))
-            if returned is None or returned < when:
-                unanswered += 1
-            else:
-                delays.append((returned - when) * 1000)
-    delays.sort()
-    return {
-        "matched": len(delays),
-        "unanswered": unanswered,
-        "p50": percentile(delays, 0.50),
-        "p99": percentile(delays, 0.99),
-        "max": delays[-1] if delays else float("nan"),
-    }
-
-
 def analyse_capture(path):
     """Our streams (server to SIPp's echo port), SIPp's echoes, and the echo delay."""
-    low, high = RTP_PORTS
-    ours, echoes = [], []
-    for (source, destination, ssrc), stream in read_capture(path).items():
-        if low <= source <= high and source % 2 == 0 and destination == SIPP_MEDIA_PORT:
-            ours.append((stream, ssrc))
-        elif low <= destination <= high and destination % 2 == 0 and source == SIPP_MEDIA_PORT:
-            echoes.append((stream, ssrc))
-    return (
-        direction_stats([s for s, _ in ours], check_timestamps=True),
-        direction_stats([s for s, _ in echoes], check_timestamps=False),
-        echo_stats(ours, echoes),
-    )
-
-
-def socket_drops(ports):
-    """Packets the kernel dropped on UDP sockets bound to C{ports} (/proc/net/udp's last column)."""
-    low, high = ports
-    total = 0
-    with open("/proc/net/udp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            port = int(fields[1].rsplit(":", 1)[1], 16)
-            if low <= port <= high:
-                total += int(fields[-1])
-    return total
-
-
-def raw_udp_sockets():
-    """
-    Raw IPPROTO_UDP sockets on the machine: SIPp 3.6.1 opens one per
-    play_pcap_audio and never reads it, and the kernel hands each of them a
-    copy of every UDP packet to its address (see docs/performance.md).
-    """
-    with open("/proc/net/raw") as f:
-        next(f)
-        return sum(1 for line in f if line.split()[1].endswith(":0011"))
-
-
-def tcpdump_counts(log_path):
-    with open(log_path) as f:
-        text = f.read()
-    counts = {}
-    for key, pattern in (("captured", r"(\d+) packets? captured"), ("dropped", r"(\d+) packets? dropped by kernel")):
-        match = re.search(pattern, text)
-        counts[key] = int(match.group(1)) if match else None
-    return counts
-
-
-def sipp_stats(path):
-    try:
-        with open(path) as f:
-            rows = list(csv.DictReader(f, delimiter=";"))
-    except OSError:
-        return {}
-    return rows[-1] if rows else {}
-
-
-# Profiling.
-
-
-def top_functions(raw_path, limit=12):
-    """(own, inclusive) shares of samples by function, from py-spy's raw (collapsed) output."""
-    own, inclusive, total = collections.Counter(), collections.Counter(), 0
-    with open(raw_path) as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack:
-                continue
-            count = int(count)
-            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")[1:]]  # [0] is the thread.
-            if not frames:
-                continue
-            total += count
-            own[frames[-1]] += count
-            for frame in set(frames):
-                inclusive[frame] += count
-    # Frames under which every sample falls (twistd's run, the reactor's loop) say nothing.
-    inclusive = collections.Counter({frame: n for frame, n in inclusive.items() if n < 0.98 * total})
-    return total, own.most_common(limit), inclusive.most_common(limit)
+    return _rtp.analyse_capture(path, RTP_PORTS, SIPP_MEDIA_PORT)
 
 
 # One size.
@@ -635,7 +181,7 @@ def run_size(calls, args, children, scratch):
         f.write(SCENARIO.replace("{hold_ms}", str(hold * 1000)))
 
     result = {"calls": calls, "hold": hold}
-    with MediaSink(), bench_server(
+    with MediaSink(SIPP_MEDIA_PORT), bench_server(
         directory, routes={TONE_NUMBER: "tone", DTMF_NUMBER: "dtmf"},
         rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1],
     ) as server:
@@ -742,7 +288,9 @@ def run_size(calls, args, children, scratch):
             raw = os.path.join(directory, "profile.txt")
             log(f"{calls} calls: py-spy for {args.profile} s")
             subprocess.run(
-                [os.path.join(BIN, "py-spy"), "record", "--nonblocking", "--function", "-r", "100",
+                [os.path.join(BIN, "py-spy"), "record", "--function", "-r", "100",
+                 # ivr_sessions.py --tone --profile-native (which cannot be --nonblocking)
+                 *(["--native"] if getattr(args, "profile_native", False) else ["--nonblocking"]),
                  "-d", str(math.ceil(args.profile)), "-f", "raw", "-o", raw, "-p", str(pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
                 timeout=args.profile + 30,
