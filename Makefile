@@ -10,7 +10,8 @@ CONFIG ?= etc/callcenter.toml
 PYTEST_ARGS ?=
 
 # Debian packages the test suite talks to (real counterparts, not fakes).
-TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng freeradius-utils
+TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng freeradius-utils \
+	libnet-snpp-perl nodejs npm
 
 .PHONY: run test test-sqlite test-postgresql install clean
 
@@ -49,7 +50,15 @@ run: install var/prompts/.stock-names
 	@echo "Starting callcenter ($(CONFIG)); Ctrl-C stops it.  Demo credentials: README.rst."
 	$(BIN)/twistd --pidfile= -n callcenter --config $(CONFIG)
 
-test: install var/prompts/manifest.json
+# The SMSC the notification tests talk to is node-smpp (npm), an
+# independent SMPP implementation; npm fetches it from its registry.
+SMSC_DIR := tests/notify/smsc
+$(SMSC_DIR)/node_modules/.installed: $(SMSC_DIR)/package.json $(SMSC_DIR)/package-lock.json
+	.ci/ensure-debian-packages nodejs npm
+	cd $(SMSC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install var/prompts/manifest.json $(SMSC_DIR)/node_modules/.installed
 	.ci/ensure-debian-packages $(TEST_DEBIAN_PACKAGES)
 	@# The two halves at once: most of their time is waiting on real peers
 	@# and real-time audio, not CPU.  Each half's output is shown whole.

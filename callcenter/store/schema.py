@@ -366,3 +366,66 @@ radius_disconnects = sa.Table(
     sa.Column("error_cause", sa.Integer),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
 )
+
+notify_subscriptions = sa.Table(
+    "notify_subscriptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fund_account_no", sa.String(20), sa.ForeignKey("fund_accounts.account_no"), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("address", sa.String(254), nullable=False),
+    sa.Column("events", sa.String(128), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False, server_default="zh"),
+    sa.Column("quiet_from", sa.Integer),
+    sa.Column("quiet_until", sa.Integer),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    _at("created_at"),
+    sa.UniqueConstraint("fund_account_no", "channel", "address", name="uq_notify_subscription"),
+)
+
+notify_messages = sa.Table(
+    "notify_messages",
+    metadata,
+    sa.Column("message_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=False, unique=True),
+    sa.Column("fund_account_no", sa.String(20)),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),
+    sa.Column("address", sa.String(254), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("provider_ids", sa.Text, nullable=False, server_default=""),
+    sa.Column("last_error", sa.Text),
+    _at("created_at"),
+    _at("updated_at"),
+)
+
+notify_history = sa.Table(
+    "notify_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.Integer, sa.ForeignKey("notify_messages.message_id"), nullable=False),
+    _at("at"),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+)
+
+notify_provider_ids = sa.Table(
+    "notify_provider_ids",
+    metadata,
+    sa.Column("channel", sa.String(8), primary_key=True),
+    sa.Column("provider_id", sa.String(128), primary_key=True),
+    sa.Column("message_id", sa.Integer, sa.ForeignKey("notify_messages.message_id"), nullable=False),
+    sa.Column("delivered", sa.Boolean),
+)
+
+notify_cursors = sa.Table(
+    "notify_cursors",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Notifications: trade confirmations and price alerts by SMS (SMPP), pager (SNPP), e-mail (SMTP) and webhook."""

@@ -1,0 +1,252 @@
+"""
+The durable outbox: events in, messages stored, channel workers fed,
+outcomes and receipts recorded.
+
+Every write goes through one group committer, in the order things
+happened: an event's messages are stored (and the event acknowledged)
+before any worker sees them, and a message's "sent" is written before the
+receipt the SMSC sends right after its submit_sm_resp.  Writes that come in
+the same reactor turn share one piece of work, so that a burst of ten
+thousand alerts is a few transactions, not ten thousand.
+
+After a restart the queued messages are read back and sent (again: one
+the peer took just before the process died, whose "sent" had not been
+written yet, goes twice; that window is one commit long).  Fills booked
+while the process was down, or between the ledger's commit and the
+event, are found in the ledger and given their messages: their keys make
+the ones already stored no-ops.
+"""
+
+import datetime
+
+import sqlalchemy as sa
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from callcenter.notify import records
+from callcenter.notify.fanout import drafts_for, fill_happening, happening_of
+from callcenter.notify.worker import ChannelWorker
+from callcenter.store.batches import GroupCommitter
+from callcenter.store.schema import fills, instruments, orders
+
+_log = Logger()
+
+FILLS_CURSOR = "fills"
+
+
+class _PerTurn:
+    """Items added in one reactor turn, handed over together at the end of it."""
+
+    def __init__(self, clock, flush):
+        self._clock = clock
+        self._flush = flush
+        self._items = []
+        self._waiters = []
+        self._call = None
+
+    def add(self, item):
+        self._items.append(item)
+        if self._call is None:
+            self._call = self._clock.callLater(0, self._go)
+        d = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+    def _go(self):
+        items, waiters = self._items, self._waiters
+        self._items, self._waiters, self._call = [], [], None
+        done = self._flush(items)
+
+        def fired(result):
+            for d in waiters:
+                d.callback(None)
+
+        def failed(failure):
+            for d in waiters:
+                d.errback(failure)
+
+        done.addCallbacks(fired, failed)
+
+
+class Outbox:
+    """
+    @param senders: the L{callcenter.notify.interfaces.IMessageSender}s of
+        the channels in use.
+    @param rates: messages a second per channel (0 or missing: unlimited).
+    """
+
+    def __init__(self, store, clock, renderer, senders, rates=None, max_attempts=8, backoff=None,
+                 alerts_are_urgent=True, max_batch=64):
+        self._store = store
+        self._clock = clock
+        self._renderer = renderer
+        self._alerts_are_urgent = alerts_are_urgent
+        self._committer = GroupCommitter(store, max_batch=max_batch)
+        rates = rates or {}
+        self.workers = {}
+        for sender in senders:
+            self.workers[sender.channel] = ChannelWorker(
+                sender, self._record_outcome, clock, rates.get(sender.channel, 0), max_attempts, backoff
+            )
+            sender.set_receipt_handler(lambda receipt, channel=sender.channel: self._receipt(channel, receipt))
+        self._events = _PerTurn(clock, self._store_happenings)
+        self._outcomes = _PerTurn(clock, self._store_outcomes)
+        self._receipts = []
+        self.unknown_receipts = 0
+
+    def now(self):
+        return datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc)
+
+    @defer.inlineCallbacks
+    def start(self):
+        """Read back what waits to be sent, catch up with the ledger's fills, and start the workers."""
+        pending = yield self._store.transaction(records.pending_messages, list(self.workers))
+        for item in pending:
+            self.workers[item.message.channel].add(item)
+        caught_up = yield self._committer.submit(self._catch_up, self.now())
+        for item in caught_up:
+            self._dispatch(item)
+        for worker in self.workers.values():
+            worker.start()
+        if pending or caught_up:
+            _log.info("outbox: {n} queued messages read back, {m} made for fills booked while down",
+                      n=len(pending), m=len(caught_up))
+
+    def stop(self):
+        for worker in self.workers.values():
+            worker.stop()
+        return self._committer.idle()
+
+    # -- events in
+
+    def notify(self, event):
+        """
+        Make and store the messages of a trading event.
+
+        @return: a Deferred firing once they are durable (at once for
+            events nobody is notified of).
+        """
+        happening = happening_of(event, self._alerts_are_urgent)
+        if happening is None:
+            return defer.succeed(None)
+        return self._events.add(happening)
+
+    def _store_happenings(self, happenings):
+        d = self._committer.submit(self._drafts_stored, happenings, self.now())
+        d.addCallback(self._dispatch_all)
+        return d
+
+    def _drafts_stored(self, connection, happenings, now):
+        drafts = drafts_for(connection, happenings, self._renderer, now, _log)
+        return records.store_drafts(connection, drafts, now)
+
+    def _dispatch_all(self, stored):
+        for item in stored:
+            self._dispatch(item)
+
+    def _dispatch(self, item):
+        worker = self.workers.get(item.message.channel)
+        if worker is None:
+            # Kept in the store: it goes once the channel is configured.
+            _log.warn("message {id}: channel {channel} is not configured", id=item.message.message_id,
+                      channel=item.message.channel)
+            return
+        worker.add(item)
+
+    def requeue(self, message_id):
+        """Staff send a dead-lettered message again.  Fires True if it was dead and is queued now."""
+
+        def requeued(connection, now):
+            if not records.requeue_dead(connection, message_id, now):
+                return None
+            return [p for p in records.pending_messages(connection, list(self.workers)) if p.message.message_id == message_id]
+
+        d = self._committer.submit(requeued, self.now())
+
+        def queued(found):
+            if not found:
+                return False
+            self._dispatch_all(found)
+            return True
+
+        return d.addCallback(queued)
+
+    # -- outcomes and receipts
+
+    def _record_outcome(self, outcome):
+        return self._outcomes.add(outcome)
+
+    def _receipt(self, channel, receipt):
+        # Through the same per-turn flush as the outcomes and after them:
+        # a receipt never overtakes the "sent" of its message.
+        self._receipts.append((channel, receipt))
+        self._outcomes.add(None)
+
+    def _store_outcomes(self, outcomes):
+        outcomes = [o for o in outcomes if o is not None]
+        receipts, self._receipts = self._receipts, []
+        d = self._committer.submit(self._write_outcomes, outcomes, receipts, self.now())
+
+        def counted(unknown):
+            if unknown:
+                self.unknown_receipts += unknown
+                _log.info("{n} delivery receipts for messages that are not ours", n=unknown)
+
+        return d.addCallback(counted)
+
+    @staticmethod
+    def _write_outcomes(connection, outcomes, receipts, now):
+        records.record_outcomes(connection, outcomes, now)
+        unknown = 0
+        by_channel = {}
+        for channel, receipt in receipts:
+            by_channel.setdefault(channel, []).append(receipt)
+        for channel, batch in by_channel.items():
+            unknown += records.record_receipts(connection, channel, batch, now)
+        return unknown
+
+    def idle(self):
+        """Fires once everything handed to the store so far is written (for tests and shutdown)."""
+        return self._committer.idle()
+
+    # -- catching up with the ledger
+
+    def _catch_up(self, connection, now):
+        last = connection.execute(sa.select(sa.func.max(fills.c.fill_id))).scalar() or 0
+        seen = records.cursor(connection, FILLS_CURSOR)
+        records.move_cursor(connection, FILLS_CURSOR, last)
+        if seen is None or last <= seen:
+            # The first start: what was filled before notifications existed is not news.
+            return []
+        new = connection.execute(
+            sa.select(fills.c.fill_id, fills.c.order_no).where(fills.c.fill_id > seen)
+        ).all()
+        order_nos = sorted({row.order_no for row in new})
+        happenings = []
+        for start in range(0, len(order_nos), 500):
+            chunk = order_nos[start:start + 500]
+            order_rows = {
+                row.order_no: row
+                for row in connection.execute(
+                    sa.select(orders, instruments.c.name_zh, instruments.c.name_en)
+                    .select_from(orders.outerjoin(instruments, instruments.c.code == orders.c.code))
+                    .where(orders.c.order_no.in_(chunk))
+                )
+            }
+            filled = {}
+            for row in connection.execute(
+                sa.select(fills.c.fill_id, fills.c.order_no, fills.c.quantity, fills.c.price_fen)
+                .where(fills.c.order_no.in_(chunk))
+                .order_by(fills.c.fill_id)
+            ):
+                filled[row.order_no] = filled.get(row.order_no, 0) + row.quantity
+                if row.fill_id <= seen:
+                    continue
+                order = order_rows[row.order_no]
+                happenings.append(
+                    fill_happening(
+                        order.order_no, order.fund_account_no, order.code, order.name_zh, order.name_en, order.side,
+                        row.quantity, row.price_fen, filled[row.order_no], order.quantity, order.status,
+                    )
+                )
+        return self._drafts_stored(connection, happenings, now)

@@ -1,0 +1,300 @@
+"""
+The outbox in the store: messages, their history and the SMSC's segment
+ids.  Functions of a connection, run in the store's transactions (most in
+the outbox's group commits).
+
+A message is stored, with a "queued" history row, before anything
+acknowledges the event that made it; its idempotency key (event,
+recipient, channel) is unique, so a redelivered event or a restart's
+catch-up inserts nothing twice.
+"""
+
+import datetime
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from callcenter.notify.message import OutgoingMessage
+from callcenter.store.schema import notify_cursors, notify_history, notify_messages, notify_provider_ids
+
+QUEUED = "queued"
+SENT = "sent"
+DELIVERED = "delivered"
+FAILED = "failed"
+DEAD = "dead"
+STATES = (QUEUED, SENT, DELIVERED, FAILED, DEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message to store: rendered, addressed, not yet numbered."""
+
+    idempotency_key: str
+    fund_account_no: str | None
+    event: str
+    channel: str
+    address: str
+    language: str
+    subject: str
+    body: str
+    not_before: datetime.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A stored message waiting to be sent: what to send, when, and how many tries it has had."""
+
+    message: OutgoingMessage
+    not_before: datetime.datetime
+    attempts: int
+
+
+def _insert(connection, table, rows):
+    if rows:
+        connection.execute(table.insert(), rows)
+
+
+def store_drafts(connection, drafts, now):
+    """
+    Insert the drafts whose keys are new.
+
+    @return: a L{Pending} for each message inserted (repeats of a stored
+        key are left out).
+    """
+    if not drafts:
+        return []
+    keys = [draft.idempotency_key for draft in drafts]
+    known = set()
+    # Bounded IN lists: SQLite takes at most 32,766 parameters a statement.
+    for start in range(0, len(keys), 500):
+        known.update(
+            connection.execute(
+                sa.select(notify_messages.c.idempotency_key).where(
+                    notify_messages.c.idempotency_key.in_(keys[start:start + 500])
+                )
+            ).scalars()
+        )
+    fresh = {}
+    for draft in drafts:
+        if draft.idempotency_key not in known and draft.idempotency_key not in fresh:
+            fresh[draft.idempotency_key] = draft
+    if not fresh:
+        return []
+    rows = [
+        {
+            "idempotency_key": d.idempotency_key,
+            "fund_account_no": d.fund_account_no,
+            "event": d.event,
+            "channel": d.channel,
+            "address": d.address,
+            "language": d.language,
+            "subject": d.subject,
+            "body": d.body,
+            "state": QUEUED,
+            "attempts": 0,
+            "not_before": d.not_before,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for d in fresh.values()
+    ]
+    inserted = connection.execute(
+        notify_messages.insert().returning(notify_messages.c.message_id, sort_by_parameter_order=True), rows
+    ).scalars().all()
+    _insert(
+        connection,
+        notify_history,
+        [{"message_id": message_id, "at": now, "state": QUEUED, "detail": ""} for message_id in inserted],
+    )
+    return [
+        Pending(_outgoing(message_id, draft), draft.not_before, 0)
+        for message_id, draft in zip(inserted, fresh.values())
+    ]
+
+
+def _outgoing(message_id, row):
+    return OutgoingMessage(
+        message_id=message_id,
+        channel=row.channel,
+        address=row.address,
+        body=row.body,
+        subject=row.subject,
+        language=row.language,
+        idempotency_key=row.idempotency_key,
+    )
+
+
+def pending_messages(connection, channels):
+    """Every queued message of C{channels}, oldest first: what a restart sends (again)."""
+    rows = connection.execute(
+        sa.select(notify_messages)
+        .where(notify_messages.c.state == QUEUED, notify_messages.c.channel.in_(list(channels)))
+        .order_by(notify_messages.c.message_id)
+    )
+    return [Pending(_outgoing(row.message_id, row), _aware(row.not_before), row.attempts) for row in rows]
+
+
+def _aware(moment):
+    # SQLite gives back naive datetimes for what was stored in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """
+    What became of one attempt: C{state} SENT (C{provider_ids} given),
+    QUEUED (to be retried at C{not_before}) or DEAD; C{detail} for the
+    history.
+    """
+
+    message_id: int
+    channel: str
+    state: str
+    attempts: int
+    detail: str = ""
+    provider_ids: tuple = ()
+    not_before: datetime.datetime | None = None
+
+
+_UPDATE = (
+    notify_messages.update()
+    .where(notify_messages.c.message_id == sa.bindparam("p_message_id"))
+    .values(
+        state=sa.bindparam("p_state"),
+        attempts=sa.bindparam("p_attempts"),
+        provider_ids=sa.bindparam("p_provider_ids"),
+        last_error=sa.bindparam("p_last_error"),
+        not_before=sa.bindparam("p_not_before"),
+        updated_at=sa.bindparam("p_now"),
+    )
+)
+
+
+def record_outcomes(connection, outcomes, now):
+    """Apply a batch of attempts' outcomes: the messages' rows, their history, SMS segment ids."""
+    if not outcomes:
+        return
+    connection.execute(
+        _UPDATE,
+        [
+            {
+                "p_message_id": o.message_id,
+                "p_state": o.state,
+                "p_attempts": o.attempts,
+                "p_provider_ids": ",".join(o.provider_ids),
+                "p_last_error": None if o.state == SENT else o.detail,
+                "p_not_before": o.not_before or now,
+                "p_now": now,
+            }
+            for o in outcomes
+        ],
+    )
+    _insert(
+        connection,
+        notify_history,
+        [{"message_id": o.message_id, "at": now, "state": o.state, "detail": o.detail} for o in outcomes],
+    )
+    _insert(
+        connection,
+        notify_provider_ids,
+        [
+            {"channel": o.channel, "provider_id": provider_id, "message_id": o.message_id, "delivered": None}
+            for o in outcomes
+            if o.state == SENT
+            for provider_id in o.provider_ids
+        ],
+    )
+
+
+def record_receipts(connection, channel, receipts, now):
+    """
+    Delivery reports: a message is delivered when every segment is, failed
+    as soon as one is not.  Reports for ids we do not know (another
+    system's messages on a shared SMSC account) are counted and ignored.
+
+    @return: how many receipts matched none of our messages.
+    """
+    unknown = 0
+    touched = {}
+    for receipt in receipts:
+        if receipt.delivered is None:
+            continue
+        row = connection.execute(
+            sa.select(notify_provider_ids.c.message_id).where(
+                notify_provider_ids.c.channel == channel, notify_provider_ids.c.provider_id == receipt.provider_id
+            )
+        ).first()
+        if row is None:
+            unknown += 1
+            continue
+        connection.execute(
+            notify_provider_ids.update()
+            .where(notify_provider_ids.c.channel == channel, notify_provider_ids.c.provider_id == receipt.provider_id)
+            .values(delivered=receipt.delivered)
+        )
+        touched[row.message_id] = receipt
+    for message_id, receipt in touched.items():
+        segments = connection.execute(
+            sa.select(notify_provider_ids.c.delivered).where(notify_provider_ids.c.message_id == message_id)
+        ).scalars().all()
+        if False in segments:
+            state = FAILED
+        elif all(segments):
+            state = DELIVERED
+        else:
+            continue
+        changed = connection.execute(
+            notify_messages.update()
+            .where(notify_messages.c.message_id == message_id, notify_messages.c.state == SENT)
+            .values(state=state, updated_at=now, last_error=None if state == DELIVERED else receipt.state)
+        ).rowcount
+        if changed:
+            detail = receipt.state if not receipt.detail else f"{receipt.state}: {receipt.detail}"
+            _insert(connection, notify_history, [{"message_id": message_id, "at": now, "state": state, "detail": detail}])
+    return unknown
+
+
+def message_with_history(connection, message_id):
+    """The message's row and its history (oldest first), or None."""
+    row = connection.execute(sa.select(notify_messages).where(notify_messages.c.message_id == message_id)).mappings().first()
+    if row is None:
+        return None
+    history = connection.execute(
+        sa.select(notify_history.c.at, notify_history.c.state, notify_history.c.detail)
+        .where(notify_history.c.message_id == message_id)
+        .order_by(notify_history.c.id)
+    ).mappings().all()
+    return {**row, "history": [dict(h) for h in history]}
+
+
+def recent_messages(connection, fund_account_no=None, state=None, limit=50):
+    """The newest messages first, for one investor and/or in one state."""
+    query = sa.select(notify_messages).order_by(notify_messages.c.message_id.desc()).limit(limit)
+    if fund_account_no is not None:
+        query = query.where(notify_messages.c.fund_account_no == fund_account_no)
+    if state is not None:
+        query = query.where(notify_messages.c.state == state)
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def requeue_dead(connection, message_id, now):
+    """Staff send a dead-lettered message again: queued, its attempts counted afresh.  False if not dead."""
+    changed = connection.execute(
+        notify_messages.update()
+        .where(notify_messages.c.message_id == message_id, notify_messages.c.state == DEAD)
+        .values(state=QUEUED, attempts=0, not_before=now, updated_at=now)
+    ).rowcount
+    if changed:
+        _insert(connection, notify_history, [{"message_id": message_id, "at": now, "state": QUEUED, "detail": "requeued by staff"}])
+    return bool(changed)
+
+
+def cursor(connection, name):
+    return connection.execute(sa.select(notify_cursors.c.position).where(notify_cursors.c.name == name)).scalar()
+
+
+def move_cursor(connection, name, position):
+    if connection.execute(
+        notify_cursors.update().where(notify_cursors.c.name == name).values(position=position)
+    ).rowcount == 0:
+        connection.execute(notify_cursors.insert().values(name=name, position=position))
