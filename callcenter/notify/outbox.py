@@ -76,7 +76,7 @@ class Outbox:
     """
 
     def __init__(self, store, clock, renderer, senders, rates=None, max_attempts=8, backoff=None,
-                 alerts_are_urgent=True, max_batch=64):
+                 alerts_are_urgent=True, max_batch=64, sweep_seconds=30.0):
         self._store = store
         self._clock = clock
         self._renderer = renderer
@@ -93,6 +93,8 @@ class Outbox:
         self._outcomes = _PerTurn(clock, self._store_outcomes)
         self._receipts = []
         self.unknown_receipts = 0
+        self._sweep_seconds = sweep_seconds
+        self._sweeper = None
 
     def now(self):
         return datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc)
@@ -108,14 +110,32 @@ class Outbox:
             self._dispatch(item)
         for worker in self.workers.values():
             worker.start()
+        if self._sweep_seconds:
+            self._sweeper = self._clock.callLater(self._sweep_seconds, self._sweep)
         if pending or caught_up:
             _log.info("outbox: {n} queued messages read back, {m} made for fills booked while down",
                       n=len(pending), m=len(caught_up))
 
     def stop(self):
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
         for worker in self.workers.values():
             worker.stop()
         return self._committer.idle()
+
+    def _sweep(self):
+        """Take up messages queued by others (the CLI, another node); the workers ignore those they have."""
+        self._sweeper = None
+        d = self._store.transaction(records.pending_messages, list(self.workers), self.now())
+        d.addCallback(self._dispatch_all)
+        d.addErrback(lambda f: _log.failure("sweeping the outbox", f))
+
+        def again(_):
+            if self._sweep_seconds and self._sweeper is None and any(w.running for w in self.workers.values()):
+                self._sweeper = self._clock.callLater(self._sweep_seconds, self._sweep)
+
+        d.addCallback(again)
 
     # -- events in
 

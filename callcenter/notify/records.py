@@ -124,13 +124,20 @@ def _outgoing(message_id, row):
     )
 
 
-def pending_messages(connection, channels):
-    """Every queued message of C{channels}, oldest first: what a restart sends (again)."""
-    rows = connection.execute(
+def pending_messages(connection, channels, due_by=None):
+    """
+    The queued messages of C{channels} (due by C{due_by}, if given), oldest
+    first: what a restart sends (again), and what a sweep finds queued by
+    another process (the CLI's retry, another node).
+    """
+    query = (
         sa.select(notify_messages)
         .where(notify_messages.c.state == QUEUED, notify_messages.c.channel.in_(list(channels)))
         .order_by(notify_messages.c.message_id)
     )
+    if due_by is not None:
+        query = query.where(notify_messages.c.not_before <= due_by)
+    rows = connection.execute(query)
     return [Pending(_outgoing(row.message_id, row), _aware(row.not_before), row.attempts) for row in rows]
 
 

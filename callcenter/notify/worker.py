@@ -97,6 +97,10 @@ class ChannelWorker:
     def in_flight(self):
         return self._in_flight
 
+    @property
+    def running(self):
+        return self._running
+
     def start(self):
         self._running = True
         self._pump()
@@ -154,12 +158,20 @@ class ChannelWorker:
         d.addCallbacks(self._accepted, self._failed, callbackArgs=(message, attempts), errbackArgs=(message, attempts))
         d.addErrback(lambda f: _log.failure("recording the outcome of message {id}", f, id=message.message_id))
 
-    def _done(self, outcome):
+    def _done(self, outcome, again=False):
         self._in_flight -= 1
-        self._queued.discard(outcome.message_id)
         if self._metrics is not None:
             self._metrics.outcome(self.channel, outcome.state)
         recorded = self._record(outcome)
+        if not again:
+            # Forgotten only once the outcome is written: until then the
+            # store still says "queued", and a sweep must not take it for
+            # a message nobody is sending.
+            def forget(result):
+                self._queued.discard(outcome.message_id)
+                return result
+
+            recorded.addBoth(forget)
         self._pump()
         return recorded
 
@@ -189,10 +201,5 @@ class ChannelWorker:
         not_before = datetime.datetime.fromtimestamp(due, datetime.timezone.utc)
         outcome = Outcome(message.message_id, self.channel, QUEUED, attempts, f"attempt {attempts}: {why}",
                           not_before=not_before)
-        recorded = self._done(outcome)
-        # Back in the queue once the retry is recorded, so that a restart
-        # meanwhile finds it with the right count and time.
-        self._queued.add(message.message_id)
         heapq.heappush(self._ready, (due, next(self._order), message, attempts))
-        self._pump()
-        return recorded
+        return self._done(outcome, again=True)

@@ -18,11 +18,11 @@ from zope.interface.verify import verifyObject
 
 from callcenter.notify import records
 from callcenter.notify.interfaces import IMessageSender
-from callcenter.notify.message import Accepted, PermanentFailure, Receipt, TemporaryFailure
+from callcenter.notify.message import Accepted, OutgoingMessage, PermanentFailure, Receipt, TemporaryFailure
 from callcenter.notify.outbox import Outbox
 from callcenter.notify.subscriptions import subscribe
 from callcenter.notify.templates import Renderer
-from callcenter.notify.worker import Backoff
+from callcenter.notify.worker import Backoff, ChannelWorker
 from callcenter.store.schema import fills, instruments, notify_messages, orders
 from callcenter.trading.events import AlertFired, OrderCancelled, OrderFilled
 from investors import CountingStore, add_investor, clock_at
@@ -406,3 +406,41 @@ def test_fills_booked_while_down_get_their_messages_after_a_restart(harness, dat
     third = harness(channels=("sms",))
     third.start()
     assert len(third.messages()) == 6  # three fills, on SMS and e-mail, none twice
+
+
+def test_a_sweep_takes_up_what_another_process_queued(harness, database):
+    h = harness(channels=("sms",), sweep_seconds=30)
+    h.start()
+    h.publish(fill())
+    h.senders["sms"].answer_all(PermanentFailure("no such number"))
+    h.turn()
+    message_id = h.messages()[0]["message_id"]
+    database.transaction(records.requeue_dead, message_id, h.outbox.now())  # `callcenter notify retry` does this
+    h.clock.advance(29)
+    assert len(h.senders["sms"].sends) == 1
+    h.clock.advance(1)
+    assert len(h.senders["sms"].sends) == 2
+    h.clock.advance(30)  # still in flight: not taken twice
+    assert len(h.senders["sms"].sends) == 2
+
+
+def test_a_message_is_not_taken_again_until_its_outcome_is_written():
+    """Until then the store still says "queued": a sweep then must not make it a second send."""
+    clock = clock_at(MORNING)
+    sender = ScriptedSender("sms")
+    writes = []
+
+    def record(outcome):
+        writes.append(defer.Deferred())
+        return writes[-1]
+
+    worker = ChannelWorker(sender, record, clock)
+    worker.start()
+    pending = records.Pending(OutgoingMessage(1, "sms", "+8613800138000", "hi"), MORNING, 0)
+    worker.add(pending)
+    sender.sends[0][1].callback(Accepted())
+    worker.add(pending)  # what a sweep reading the store now would do
+    assert len(sender.sends) == 1
+    writes[0].callback(None)
+    worker.add(pending)  # a staff retry after it was written: a new send
+    assert len(sender.sends) == 2
