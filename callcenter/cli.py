@@ -34,6 +34,12 @@ The ``callcenter`` command: administration without starting the server.
     callcenter internet tier-add [--config FILE] NAME --hours H|unlimited [--idle SECONDS] [--simultaneous N]
     callcenter internet online [--config FILE] [--user USERNAME] [--client NAS]
     callcenter internet kick [--config FILE] SESSION_ID --agent ID [--password-stdin] [--url URL]
+    callcenter notify subscribe [--config FILE] FUND_ACCOUNT sms|pager|email|webhook ADDRESS
+        [--events fill,alert,rejection] [--language zh|en] [--quiet HH:MM-HH:MM]
+    callcenter notify unsubscribe [--config FILE] FUND_ACCOUNT CHANNEL ADDRESS
+    callcenter notify subscriptions [--config FILE] FUND_ACCOUNT
+    callcenter notify messages [--config FILE] [--account FUND_ACCOUNT] [--state STATE] [--limit N]
+    callcenter notify show|retry [--config FILE] MESSAGE_ID
 
 Problems are reported one per line on standard error with exit status 2;
 audit verify exits with status 1 when the audit log is not intact, internet
@@ -1134,6 +1140,9 @@ def _parser():
         help="read your password from the first line of standard input instead of asking for it",
     )
     kick.add_argument("--url", help="the server's HTTP address [from [web] listen, e.g. http://127.0.0.1:8080]")
+    from callcenter.notify.cli import register as register_notify
+
+    register_notify(commands, with_config)
     return parser
 
 
