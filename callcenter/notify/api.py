@@ -1,0 +1,227 @@
+"""
+Staff see and manage notifications over HTTP, under
+C{/api/v1/notifications}: an investor's subscriptions (agents set them up
+for callers), the messages sent and each one's history (queued, sent,
+delivered, failed, dead), and a dead letter sent again (supervisors and
+administrators).  Authenticated by L{callcenter.web.staff_auth}; changes
+are audited with the agent id, the client's address and the correlation
+id.  docs/api.md is its reference.
+"""
+
+import datetime
+import re
+
+from klein import Klein
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from callcenter.interfaces import IWebAPI
+from callcenter.notify import records
+from callcenter.notify.subscriptions import (
+    CHANNELS, LANGUAGES, SubscriptionError, subscribe, subscriptions_of, unsubscribe,
+)
+from callcenter.store.schema import fund_accounts
+from callcenter.trading import audit
+from callcenter.trading.model import Origin
+from callcenter.web.json_api import (
+    ROW_ID, APIError, AtThePrefixToo, Field, choice, client_host, correlation_id, handle_errors_as_json, iso_time,
+    json_response, query, read_json, text,
+)
+
+__all__ = ["NotificationsAPI"]
+
+STAFF = ("agent", "supervisor", "admin")
+MANAGERS = ("supervisor", "admin")
+MAX_BODY_BYTES = 4 * 1024
+_ACCOUNT = re.compile(r"[0-9]{1,20}")
+_ACCOUNT_LENGTH = fund_accounts.c.account_no.type.length
+
+
+def _events(name, value):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise APIError(400, "invalid_field", "应为事件名称的数组", "must be an array of event names", field=name)
+    return value
+
+
+def _optional_text(max_length):
+    check = text(max_length)
+
+    def optional(name, value):
+        return None if value is None else check(name, value)
+
+    return optional
+
+
+_SUBSCRIPTION_FIELDS = (
+    Field("fund_account_no", text(_ACCOUNT_LENGTH, _ACCOUNT, "资金账号", "a fund account number")),
+    Field("channel", choice(*CHANNELS)),
+    Field("address", text(254)),
+    Field("events", _events, required=False, default=["fill", "alert", "rejection"]),
+    Field("language", choice(*LANGUAGES), required=False, default="zh"),
+    Field("quiet_hours", _optional_text(11), required=False, default=None),
+)
+_UNSUBSCRIBE_FIELDS = _SUBSCRIPTION_FIELDS[:3]
+
+
+def _message_json(row, history=None):
+    shown = {
+        "id": row["message_id"],
+        "fund_account_no": row["fund_account_no"],
+        "event": row["event"],
+        "channel": row["channel"],
+        "address": row["address"],
+        "language": row["language"],
+        "subject": row["subject"],
+        "body": row["body"],
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "not_before": iso_time(row["not_before"]),
+        "provider_ids": [p for p in row["provider_ids"].split(",") if p],
+        "last_error": row["last_error"],
+        "created_at": iso_time(row["created_at"]),
+        "updated_at": iso_time(row["updated_at"]),
+    }
+    if history is not None:
+        shown["history"] = [{"at": iso_time(h["at"]), "state": h["state"], "detail": h["detail"]} for h in history]
+    return shown
+
+
+def _account_param(value):
+    if value is not None and (len(value) > _ACCOUNT_LENGTH or not _ACCOUNT.fullmatch(value)):
+        raise APIError(400, "invalid_field", "应为资金账号", "must be a fund account number", field="account")
+    return value
+
+
+@implementer(IWebAPI)
+class NotificationsAPI:
+    """
+    @param outbox: the running L{callcenter.notify.outbox.Outbox}: a dead
+        letter sent again goes straight to its channel's worker.
+    """
+
+    app = Klein()
+    log = Logger()
+    prefix = "api/v1/notifications"
+
+    def __init__(self, store, clock, staff, outbox):
+        self._store = store
+        self._clock = clock
+        self._staff = staff
+        self._outbox = outbox
+        self._resource = None
+
+    def resource(self):
+        if self._resource is None:
+            self._resource = AtThePrefixToo(self.app.resource())
+        return self._resource
+
+    def _now(self):
+        return datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc)
+
+    @defer.inlineCallbacks
+    def _member(self, request, roles=STAFF):
+        member = yield self._staff.authenticate(request, roles)
+        return Origin("staff", caller=client_host(request), agent_id=member.agent_id,
+                      correlation_id=correlation_id(request))
+
+    def _audited(self, origin, action, fund_account_no, detail, work, *args):
+        now = self._now()
+
+        def run(connection):
+            result = work(connection, *args)
+            if result:
+                audit.append(connection, origin, action, "ok", fund_account_no, detail, now=now)
+            return result
+
+        return self._store.transaction(run)
+
+    handle_errors_as_json(app)
+
+    # -- subscriptions
+
+    @app.route("/subscriptions", methods=["GET"])
+    @defer.inlineCallbacks
+    def subscriptions(self, request):
+        yield self._member(request)
+        account = _account_param(query(request, ("account",)).get("account"))
+        if account is None:
+            raise APIError(400, "missing_field", "缺少资金账号", "account is required", field="account")
+        found = yield self._store.transaction(subscriptions_of, account)
+        return json_response(request, 200, {"subscriptions": [s.as_dict() for s in found]})
+
+    @app.route("/subscriptions", methods=["PUT"])
+    @defer.inlineCallbacks
+    def subscribe(self, request):
+        origin = yield self._member(request)
+        query(request, ())
+        wanted = read_json(request, _SUBSCRIPTION_FIELDS, MAX_BODY_BYTES)
+        try:
+            added = yield self._audited(
+                origin, "notify_subscribe", wanted["fund_account_no"],
+                {k: wanted[k] for k in ("channel", "address", "events", "language", "quiet_hours")},
+                subscribe, wanted["fund_account_no"], wanted["channel"], wanted["address"], wanted["events"],
+                wanted["language"], wanted["quiet_hours"],
+            )
+        except SubscriptionError as e:
+            raise APIError(400, "invalid_subscription", f"订阅无效：{e}", f"invalid subscription: {e}")
+        self.log.info("notifications: {account} subscribed to {channel} by staff {agent}",
+                      account=added.fund_account_no, channel=added.channel, agent=origin.agent_id,
+                      cid=origin.correlation_id)
+        return json_response(request, 200, added.as_dict())
+
+    @app.route("/subscriptions/remove", methods=["POST"])
+    @defer.inlineCallbacks
+    def unsubscribe(self, request):
+        origin = yield self._member(request)
+        query(request, ())
+        wanted = read_json(request, _UNSUBSCRIBE_FIELDS, MAX_BODY_BYTES)
+        removed = yield self._audited(
+            origin, "notify_unsubscribe", wanted["fund_account_no"],
+            {"channel": wanted["channel"], "address": wanted["address"]},
+            unsubscribe, wanted["fund_account_no"], wanted["channel"], wanted["address"],
+        )
+        if not removed:
+            raise APIError(404, "subscription_not_found", "没有这个订阅", "no such subscription")
+        return json_response(request, 200, {"removed": True})
+
+    # -- messages
+
+    @app.route("/messages", methods=["GET"])
+    @defer.inlineCallbacks
+    def messages(self, request):
+        yield self._member(request)
+        wanted = query(request, ("account", "state", "limit"))
+        account = _account_param(wanted.get("account"))
+        state = wanted.get("state")
+        if state is not None and state not in records.STATES:
+            raise APIError(400, "invalid_field", "未知状态", f"must be one of {', '.join(records.STATES)}", field="state")
+        limit = wanted.get("limit", "50")
+        if not limit.isdigit() or not 1 <= int(limit) <= 500:
+            raise APIError(400, "invalid_field", "应为 1 到 500", "must be from 1 to 500", field="limit")
+        rows = yield self._store.transaction(records.recent_messages, account, state, int(limit))
+        return json_response(request, 200, {"messages": [_message_json(r) for r in rows]})
+
+    @app.route(f"/messages/<{ROW_ID}:message_id>", methods=["GET"])
+    @defer.inlineCallbacks
+    def message(self, request, message_id):
+        yield self._member(request)
+        query(request, ())
+        found = yield self._store.transaction(records.message_with_history, message_id)
+        if found is None:
+            raise APIError(404, "message_not_found", "没有这条消息", "no such message")
+        return json_response(request, 200, _message_json(found, found["history"]))
+
+    @app.route(f"/messages/<{ROW_ID}:message_id>/retry", methods=["POST"])
+    @defer.inlineCallbacks
+    def retry(self, request, message_id):
+        origin = yield self._member(request, MANAGERS)
+        query(request, ())
+        requeued = yield self._outbox.requeue(message_id)
+        if not requeued:
+            raise APIError(409, "not_dead", "这条消息不是死信，不能重发", "the message is not a dead letter")
+        yield self._store.transaction(
+            lambda c: audit.append(c, origin, "notify_retry", "ok", None, {"message_id": message_id}, now=self._now())
+        )
+        found = yield self._store.transaction(records.message_with_history, message_id)
+        return json_response(request, 200, _message_json(found, found["history"]))
