@@ -16,6 +16,7 @@ import dataclasses
 import ipaddress
 import json
 import math
+import os
 import re
 import socket
 import tomllib
@@ -257,6 +258,72 @@ class NetworkList(Kind):
             except (TypeError, ValueError):
                 raise Mismatch(f"not a network: {show(item)}")
         return tuple(networks)
+
+
+class Secret:
+    """A secret read from the environment: its variable's name is shown, never its value."""
+
+    __slots__ = ("variable", "value")
+
+    def __init__(self, variable, value):
+        self.variable = variable
+        self.value = value
+
+    def __repr__(self):
+        return f"Secret(${self.variable})"
+
+    def __eq__(self, other):
+        return isinstance(other, Secret) and (self.variable, self.value) == (other.variable, other.value)
+
+    def __hash__(self):
+        return hash(self.variable)
+
+
+class EnvironmentSecret(Kind):
+    """
+    The name of an environment variable holding a secret (a password, a
+    shared key): secrets stay out of configuration files and the
+    repository.  The variable must be set when the configuration is read.
+    """
+
+    expected = "the name of an environment variable holding the secret"
+
+    def __init__(self, optional=False, environ=None):
+        self.optional = optional
+        self._environ = environ
+        if optional:
+            self.expected += ', or "" for none'
+
+    def parse(self, value):
+        if not isinstance(value, str) or (not value and not self.optional):
+            raise Mismatch()
+        if not value:
+            return None
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise Mismatch("not a variable name")
+        environ = os.environ if self._environ is None else self._environ
+        secret = environ.get(value)
+        if not secret:
+            raise Mismatch(f"environment variable {value} is not set")
+        return Secret(value, secret)
+
+
+class Section(Kind):
+    """A table of its own settings (a dataclass of L{setting}s), e.g. [notify.sms]; every problem reported."""
+
+    def __init__(self, schema):
+        self.schema = schema
+        names = ", ".join(f.name for f in dataclasses.fields(schema))
+        self.expected = f"a table of {names}"
+
+    def parse(self, value):
+        if not isinstance(value, dict):
+            raise Mismatch()
+        problems = []
+        parsed = _parse_table("", "", value, self.schema, problems)
+        if problems:
+            raise Mismatch("; ".join(line.split("] ", 1)[-1].replace('[""] accepts', "accepts") for line in problems))
+        return parsed
 
 
 def setting(kind, default=REQUIRED, help="", shown=None):

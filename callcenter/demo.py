@@ -39,6 +39,7 @@ CATEGORY_HEADER = "code,name_zh,name_en"
 EDITOR_HEADER = "editor_id,name,pin,categories"
 EXPERT_HEADER = "expert_no,name_zh,name_en,pin"
 INTERNET_TIER_HEADER = "name,monthly_hours,idle_timeout,simultaneous_use"
+NOTIFY_SUBSCRIPTION_HEADER = "fund_account_no,channel,address,events,language,quiet_hours"
 INTERNET_ACCOUNT_HEADER = "username,fund_account_no,password,tier,chap"
 # Holdings in the demo are from before any trading day the server will see,
 # so they are sellable at once (T+1 counts from this day).
@@ -341,6 +342,37 @@ def _insert_internet_accounts(connection, rows, chap_secrets):
     return opened
 
 
+def _read_notify_subscriptions(path, account_nos):
+    from callcenter.notify.subscriptions import SubscriptionError, parse_quiet_hours, validate
+
+    rows = []
+    for where, row in _read(path, NOTIFY_SUBSCRIPTION_HEADER, "fund_account_no", "channel", "address"):
+        _one_of(where, "fund_account_no", row["fund_account_no"], account_nos)
+        try:
+            validate(row["channel"], row["address"], row["events"].split(), row["language"])
+            parse_quiet_hours(row["quiet_hours"])
+        except SubscriptionError as e:
+            raise ValueError(f"{where}: {e}") from None
+        rows.append(row)
+    return rows
+
+
+def _insert_notify_subscriptions(connection, rows):
+    from callcenter.notify.subscriptions import subscribe
+    from callcenter.store.schema import notify_subscriptions
+
+    present = set(connection.execute(sa.select(
+        notify_subscriptions.c.fund_account_no, notify_subscriptions.c.channel, notify_subscriptions.c.address)))
+    added = 0
+    for row in rows:
+        if (row["fund_account_no"], row["channel"], row["address"]) in present:
+            continue
+        subscribe(connection, row["fund_account_no"], row["channel"], row["address"], row["events"].split(),
+                  row["language"], row["quiet_hours"] or None)
+        added += 1
+    return added
+
+
 def _insert_absent_positions(connection, rows):
     held = set(connection.execute(sa.select(positions.c.fund_account_no, positions.c.code, positions.c.exchange)))
     rows = [row for row in rows if (row["fund_account_no"], row["code"], row["exchange"]) not in held]
@@ -427,6 +459,9 @@ def load_demo(database, data_dir="etc", realm="callcenter", chap_secrets=None):
         os.path.join(demo, "internet_accounts.csv"), [i["account_no"] for i in investors],
         [row["name"] for row in internet_tier_rows],
     )
+    subscription_rows = _read_notify_subscriptions(
+        os.path.join(demo, "notify_subscriptions.csv"), [i["account_no"] for i in investors]
+    )
 
     def work(connection):
         counts = {"branches": _insert_absent(connection, branches, branch_rows)}
@@ -443,6 +478,7 @@ def load_demo(database, data_dir="etc", realm="callcenter", chap_secrets=None):
         counts["experts"] = _insert_absent(connection, experts, expert_rows, _with_pin_hash)
         counts["internet_tiers"] = _insert_absent(connection, internet_tiers, internet_tier_rows)
         counts["internet_accounts"] = _insert_internet_accounts(connection, internet_account_rows, chap_secrets)
+        counts["notify_subscriptions"] = _insert_notify_subscriptions(connection, subscription_rows)
         return counts
 
     return database.transaction(work)

@@ -20,6 +20,7 @@ ETC = Path(__file__).resolve().parent.parent / "etc"
 DEMO_TABLES = (
     "branches", "customers", "fund_accounts", "shareholder_accounts", "sip_accounts", "agents", "positions",
     "bulletin_categories", "editors", "editor_categories", "experts", "internet_tiers", "internet_accounts",
+    "notify_subscriptions",
 )
 ALL_TABLES = DEMO_TABLES + ("instruments",)
 
@@ -73,6 +74,7 @@ def test_load_inserts_every_row(database):
         "experts": 2,
         "internet_tiers": 2,
         "internet_accounts": 5,
+        "notify_subscriptions": 5,
     }
     assert load_demo(database, ETC) == expected
     assert counts(database) == expected
@@ -294,6 +296,9 @@ def test_internet_accounts_without_a_chap_key_are_pap_only(database):
         ("internet_accounts.csv", "someone,10019999,surf99999,basic,no", "fund_account_no '10019999' is not one of"),
         ("internet_accounts.csv", "again,10010001,surf99999,basic,no", "fund account 10010001 has an internet account"),
         ("internet_accounts.csv", "gold,10010001,surf99999,gold,no", "tier 'gold' is not one of basic, vip"),
+        ("notify_subscriptions.csv", "10010003,sms,12ab,fill,zh,", "'12ab' is not a valid sms address"),
+        ("notify_subscriptions.csv", "10010003,email,a@b.example,fills,zh,", "events must be some of"),
+        ("notify_subscriptions.csv", "10019999,sms,+8613800138000,fill,zh,", "fund_account_no '10019999' is not one of"),
     ],
 )
 def test_internet_access_mistakes_are_named(database, tmp_path, path, line, problem):

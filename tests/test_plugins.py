@@ -46,7 +46,7 @@ def test_a_third_party_subsystem_on_the_path_is_discovered():
         text=True,
         env=environment(),
     )
-    assert result.stdout.strip() == "['agi', 'ivr', 'ledger', 'radius', 'telephony', 'trading', 'web']", result.stderr
+    assert result.stdout.strip() == "['agi', 'ivr', 'ledger', 'notify', 'radius', 'telephony', 'trading', 'web']", result.stderr
 
 
 def make_package(tmp_path, monkeypatch, name, source):

@@ -133,7 +133,7 @@ def test_broken_config_gives_one_line_per_problem_and_status_2(tmp_path):
     assert_one_line_errors(
         server.output,
         [
-            f"{config}: [telephony_typo]: unknown table; known tables: agi, ivr, ledger, log, radius, server, storage, telephony, trading, web",
+            f"{config}: [telephony_typo]: unknown table; known tables: agi, ivr, ledger, log, notify, radius, server, storage, telephony, trading, web",
             f'{config}: [storage] pool_size: expected an integer from 0 to 64, found "many"',
             f"{config}: [web] port: unknown key; [web] accepts: enabled, listen",
         ],
