@@ -53,6 +53,7 @@ class IVRService(Service):
         self._recordings = recordings
         self._credentials = None
         self._names = None
+        self._listings = None
         self._sweeping = None
         self._flows = {
             "trading": self._phone_trading,
@@ -138,8 +139,13 @@ class IVRService(Service):
             raise LookupError(f"the {flow_class.__name__.lower()} flow needs the store and the reactor")
         if self._credentials is None:
             self._credentials = self._make_credentials()
+        if self._listings is None:
+            from callcenter.ivr.listings import Listings
+
+            self._listings = Listings(self._store, self._clock)
         flow = flow_class(
-            self._store, dialogue, self._recordings, self._clock, self._credentials, names=self._spoken_names()
+            self._store, dialogue, self._recordings, self._clock, self._credentials, names=self._spoken_names(),
+            listings=self._listings,
         )
         return flow(channel)
 

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from callcenter.ivr import bulletins as data
 from callcenter.ivr.bulletins import PinCheck
 from callcenter.ivr.dialogue import AGENT, BACK, INVALID, TIMEOUT, CallEnded, TooManyRetries
+from callcenter.ivr.listings import Listings
 from callcenter.ivr.say import say_digits
 from callcenter.media import g711
 from callcenter.media.tones import dbm0_amplitude, tone_frames
@@ -79,8 +80,11 @@ class _Flow:
 
     log = Logger()
 
-    def __init__(self, store, dialogue, audio_dir, clock, credentials, max_recording_seconds=300, names=None):
+    def __init__(self, store, dialogue, audio_dir, clock, credentials, max_recording_seconds=300, names=None,
+                 listings=None):
         self.store = store
+        # Shared by every call in production (L{callcenter.ivr.listings}); a call of its own reads each time.
+        self.listings = listings or Listings(store, clock, ttl=0)
         self.dialogue = dialogue
         self.names = names
         self.audio_dir = audio_dir
@@ -327,7 +331,7 @@ class Bulletins(_Flow):
     @defer.inlineCallbacks
     def run(self, channel):
         while True:
-            categories = yield self.store.transaction(data.categories)
+            categories = yield self.listings.categories()
             prompt = yield self.category_menu(categories, "choose-category", "editors-press-9")
             key = yield self.menu(channel, prompt, "".join(c.code for c in categories) + "9")
             if key is BACK:
@@ -335,7 +339,7 @@ class Bulletins(_Flow):
             if key == "9":
                 yield self.editor(channel)
                 continue
-            current = yield self.store.transaction(data.current_bulletins, key, self.now())
+            current = yield self.listings.current_bulletins(key, self.now())
             yield self.listen(
                 channel, current, "no-bulletins", "bulletins-menu", "no-more-bulletins",
                 after="end-of-bulletin",
@@ -364,6 +368,7 @@ class Bulletins(_Flow):
             bulletin_id = yield self.store.transaction(
                 data.add_bulletin, category, relative, duration_ms, self.now(), recorded_by=editor_id
             )
+            self.listings.changed()
             self.log.info(
                 "editor {editor} published bulletin {id} in category {category} on call {cid}",
                 editor=editor_id, id=bulletin_id, category=category, cid=channel.correlation_id,
