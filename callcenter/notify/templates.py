@@ -15,6 +15,7 @@ import os
 
 import jinja2
 
+from callcenter.notify.smpp.text import decode_text, segment_text
 from callcenter.notify.subscriptions import EVENTS, LANGUAGES
 
 TEMPLATED_CHANNELS = ("sms", "pager", "email")
@@ -88,33 +89,11 @@ def _cut(text, limit):
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
-# The GSM 03.38 default alphabet and its extension table (two septets each).
-_GSM7 = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENDED = set("^{}\\[~]|€\f")
-
-
-def sms_units(text):
-    """
-    (units used, units per single message, units per segment of a long
-    one): septets in the GSM alphabet, else UTF-16 code units (UCS2).
-    """
-    if all(c in _GSM7 or c in _GSM7_EXTENDED for c in text):
-        return sum(2 if c in _GSM7_EXTENDED else 1 for c in text), 160, 153
-    return len(text.encode("utf-16-be")) // 2, 70, 67
-
-
 def fit_sms(text, max_segments):
-    """C{text}, or as much of it as fits C{max_segments} segments with an ellipsis at the end."""
-    used, single, per_segment = sms_units(text)
-    limit = single if max_segments == 1 else per_segment * max_segments
-    if used <= limit:
-        return text
-    while text:
-        text = text[:-1]
-        used, _, _ = sms_units(text + ELLIPSIS)
-        if used <= limit:
-            return text + ELLIPSIS
-    return ELLIPSIS
+    """
+    C{text}, or as much of it as fits C{max_segments} segments with an
+    ellipsis, counted as the SMPP sender will encode it (GSM 03.38 septets
+    or UCS2) so that what is stored is what the investor reads.
+    """
+    data_coding, segments, truncated = segment_text(text, max_segments)
+    return decode_text(data_coding, b"".join(segments)) if truncated else text
