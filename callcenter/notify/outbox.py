@@ -18,6 +18,7 @@ the ones already stored no-ops.
 """
 
 import datetime
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from twisted.internet import defer
@@ -32,6 +33,17 @@ from callcenter.store.schema import fills, instruments, orders
 _log = Logger()
 
 FILLS_CURSOR = "fills"
+# How long a receipt waits for the "sent" of its message before it is
+# taken for another system's (and answered all the same).
+RECEIPT_PATIENCE = 30.0
+
+
+@dataclass(slots=True)
+class _PendingReceipt:
+    channel: str
+    receipt: object
+    done: defer.Deferred
+    until: float
 
 
 class _PerTurn:
@@ -92,6 +104,7 @@ class Outbox:
         self._events = _PerTurn(clock, self._store_happenings)
         self._outcomes = _PerTurn(clock, self._store_outcomes)
         self._receipts = []
+        self._receipt_retry = None
         self.unknown_receipts = 0
         self._sweep_seconds = sweep_seconds
         self._sweeper = None
@@ -120,6 +133,9 @@ class Outbox:
         if self._sweeper is not None and self._sweeper.active():
             self._sweeper.cancel()
         self._sweeper = None
+        if self._receipt_retry is not None and self._receipt_retry.active():
+            self._receipt_retry.cancel()
+        self._receipt_retry = None
         for worker in self.workers.values():
             worker.stop()
         return self._committer.idle()
@@ -197,33 +213,57 @@ class Outbox:
         return self._outcomes.add(outcome)
 
     def _receipt(self, channel, receipt):
-        # Through the same per-turn flush as the outcomes and after them:
-        # a receipt never overtakes the "sent" of its message.
-        self._receipts.append((channel, receipt))
+        """
+        Through the same per-turn flush as the outcomes and after them, so
+        a receipt never overtakes the "sent" of its message.  The Deferred
+        (the SMSC's deliver_sm_resp waits for it) fires once the receipt is
+        written: if we die before, the SMSC sends it again.
+        """
+        done = defer.Deferred()
+        self._receipts.append(_PendingReceipt(channel, receipt, done, self._clock.seconds() + RECEIPT_PATIENCE))
         self._outcomes.add(None)
+        return done
 
     def _store_outcomes(self, outcomes):
         outcomes = [o for o in outcomes if o is not None]
         receipts, self._receipts = self._receipts, []
         d = self._committer.submit(self._write_outcomes, outcomes, receipts, self.now())
+        return d.addCallback(self._receipts_written, receipts)
 
-        def counted(unknown):
-            if unknown:
-                self.unknown_receipts += unknown
-                _log.info("{n} delivery receipts for messages that are not ours", n=unknown)
+    def _receipts_written(self, unmatched, receipts):
+        now = self._clock.seconds()
+        waiting = []
+        for pending in receipts:
+            if id(pending.receipt) not in unmatched:
+                pending.done.callback(None)
+            elif pending.until > now:
+                # Its message's "sent" is not written yet (the first
+                # segment's receipt before the last segment's
+                # submit_sm_resp): matched again at the next flush.
+                waiting.append(pending)
+            else:
+                self.unknown_receipts += 1
+                _log.info("a delivery receipt for {id}, which is not a message of ours", id=pending.receipt.provider_id)
+                pending.done.callback(None)
+        if waiting:
+            self._receipts[:0] = waiting
+            if self._receipt_retry is None:
+                self._receipt_retry = self._clock.callLater(1.0, self._retry_receipts)
 
-        return d.addCallback(counted)
+    def _retry_receipts(self):
+        self._receipt_retry = None
+        self._outcomes.add(None)
 
     @staticmethod
     def _write_outcomes(connection, outcomes, receipts, now):
         records.record_outcomes(connection, outcomes, now)
-        unknown = 0
+        unmatched = set()
         by_channel = {}
-        for channel, receipt in receipts:
-            by_channel.setdefault(channel, []).append(receipt)
+        for pending in receipts:
+            by_channel.setdefault(pending.channel, []).append(pending.receipt)
         for channel, batch in by_channel.items():
-            unknown += records.record_receipts(connection, channel, batch, now)
-        return unknown
+            unmatched.update(id(receipt) for receipt in records.record_receipts(connection, channel, batch, now))
+        return unmatched
 
     def idle(self):
         """Fires once everything handed to the store so far is written (for tests and shutdown)."""

@@ -216,12 +216,13 @@ def record_outcomes(connection, outcomes, now):
 def record_receipts(connection, channel, receipts, now):
     """
     Delivery reports: a message is delivered when every segment is, failed
-    as soon as one is not.  Reports for ids we do not know (another
-    system's messages on a shared SMSC account) are counted and ignored.
+    as soon as one is not.
 
-    @return: how many receipts matched none of our messages.
+    @return: the receipts that match no segment we know (yet: the receipt
+        of a long SMS's first segment comes before the message is taken
+        whole; or never: another system's messages on a shared account).
     """
-    unknown = 0
+    unknown = []
     touched = {}
     for receipt in receipts:
         if receipt.delivered is None:
@@ -232,7 +233,7 @@ def record_receipts(connection, channel, receipts, now):
             )
         ).first()
         if row is None:
-            unknown += 1
+            unknown.append(receipt)
             continue
         connection.execute(
             notify_provider_ids.update()

@@ -60,7 +60,7 @@ def pager_sender(config, reactor, max_chars):
 
 def email_sender(config, reactor):
     from callcenter.notify.smtp.relays import Relay
-    from callcenter.notify.smtp.sender import SMTPSender
+    from callcenter.notify.smtp.sender import SmtpSender
 
     relays = []
     for relay in config.relays:
@@ -72,8 +72,8 @@ def email_sender(config, reactor):
             relay.host, relay.port, relay.starttls, username=relay.username or None,
             password=relay.password_env.value if relay.password_env else None, trust_root=trust,
         ))
-    return SMTPSender(reactor, relays, config.from_address, from_name=config.from_name,
-                      connections=config.connections)
+    return SmtpSender(reactor, relays, config.from_address, from_name=config.from_name,
+                      pool_size=config.connections)
 
 
 def webhook_sender(config, reactor):

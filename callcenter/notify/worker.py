@@ -87,6 +87,7 @@ class ChannelWorker:
         self._in_flight = 0
         self._wakeup = None
         self._running = False
+        self._pumping = False
 
     @property
     def waiting(self):
@@ -122,8 +123,18 @@ class ChannelWorker:
         self._pump()
 
     def _pump(self):
-        if not self._running:
+        # A sender that fails at once (an invalid address) calls back into
+        # here from inside the loop below: the loop goes on by itself, so
+        # the nested call returns, instead of recursing once per message.
+        if not self._running or self._pumping:
             return
+        self._pumping = True
+        try:
+            self._pump_ready()
+        finally:
+            self._pumping = False
+
+    def _pump_ready(self):
         window = self._sender.window
         now = self._clock.seconds()
         while self._ready and self._in_flight < window:

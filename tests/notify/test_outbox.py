@@ -190,12 +190,32 @@ def test_a_receipt_in_the_same_turn_as_its_acceptance_is_not_lost(harness):
     assert h.messages()[0]["state"] == "delivered"
 
 
-def test_receipts_for_other_messages_are_counted_and_ignored(harness):
+def test_receipts_for_other_messages_are_answered_after_a_while_and_counted(harness):
     h = harness()
     h.start()
-    h.senders["sms"].receipts(Receipt("not-ours", True, "DELIVRD"))
+    answered = h.senders["sms"].receipts(Receipt("not-ours", True, "DELIVRD"))
     h.turn()
-    assert h.outbox.unknown_receipts == 1
+    h.clock.advance(29)
+    assert not answered.called and h.outbox.unknown_receipts == 0
+    h.clock.advance(2)
+    assert answered.called and h.outbox.unknown_receipts == 1
+
+
+def test_a_segment_receipt_before_the_message_is_taken_whole_waits_for_it(harness):
+    """node-smpp answers segment 1, sends its receipt, then answers segment 2: the message is sent only then."""
+    h = harness(channels=("sms",))
+    h.start()
+    h.publish(fill())
+    early = h.senders["sms"].receipts(Receipt("m-1", True, "DELIVRD"))
+    h.turn()
+    assert not early.called  # the SMSC has no answer yet: it would send it again if we died now
+    h.senders["sms"].answer_all(Accepted(provider_ids=("m-1", "m-2")))
+    h.turn()
+    h.senders["sms"].receipts(Receipt("m-2", True, "DELIVRD"))
+    h.clock.advance(1)
+    assert early.called
+    assert h.messages()[0]["state"] == "delivered"
+    assert h.outbox.unknown_receipts == 0
 
 
 def test_the_same_event_twice_makes_one_message_per_channel(harness):
@@ -444,3 +464,25 @@ def test_a_message_is_not_taken_again_until_its_outcome_is_written():
     writes[0].callback(None)
     worker.add(pending)  # a staff retry after it was written: a new send
     assert len(sender.sends) == 2
+
+
+def test_thousands_of_messages_refused_at_once_do_not_recurse(harness, database):
+    """A sender may fail a send before returning (an address it cannot take): that must not nest per message."""
+
+    @implementer(IMessageSender)
+    class RefusingAtOnce:
+        channel, window = "sms", 10
+
+        def send(self, message):
+            return defer.fail(PermanentFailure("not a number"))
+
+        def set_receipt_handler(self, handler):
+            pass
+
+    clock = clock_at(MORNING)
+    dead = []
+    worker = ChannelWorker(RefusingAtOnce(), lambda outcome: defer.succeed(dead.append(outcome)), clock)
+    for n in range(5000):
+        worker.add(records.Pending(OutgoingMessage(n, "sms", "x", "hi"), MORNING, 0))
+    worker.start()
+    assert len(dead) == 5000 and {o.state for o in dead} == {"dead"}
