@@ -92,13 +92,18 @@ class Kind:
 
 
 class Text(Kind):
-    def __init__(self, nonempty=True):
+    def __init__(self, nonempty=True, max_length=None):
         self.nonempty = nonempty
+        self.max_length = max_length
         self.expected = "a non-empty string" if nonempty else "a string"
+        if max_length is not None:
+            self.expected += f" of at most {max_length} characters"
 
     def parse(self, value):
         if not isinstance(value, str) or (self.nonempty and not value.strip()):
             raise Mismatch()
+        if self.max_length is not None and len(value) > self.max_length:
+            raise Mismatch("too long")
         return value
 
 
@@ -288,9 +293,10 @@ class EnvironmentSecret(Kind):
 
     expected = "the name of an environment variable holding the secret"
 
-    def __init__(self, optional=False, environ=None):
+    def __init__(self, optional=False, environ=None, max_length=None):
         self.optional = optional
         self._environ = environ
+        self._max_length = max_length
         if optional:
             self.expected += ', or "" for none'
 
@@ -305,6 +311,8 @@ class EnvironmentSecret(Kind):
         secret = environ.get(value)
         if not secret:
             raise Mismatch(f"environment variable {value} is not set")
+        if self._max_length is not None and len(secret) > self._max_length:
+            raise Mismatch(f"the secret in {value} is longer than the {self._max_length} characters the protocol allows")
         return Secret(value, secret)
 
 

@@ -673,3 +673,25 @@ def test_every_plugin_listener_defaults_to_loopback(plugins):
                 assert off or "interface=127.0.0.1" in field.default.split(":"), (name, field.name)
             elif isinstance(kind, DatagramAddress):
                 assert field.default[0] == "127.0.0.1", (name, field.name)
+
+
+def test_notify_secrets_come_from_the_environment_within_the_protocols_limits(tmp_path, monkeypatch):
+    """SMPP 3.4 allows an 8-character password: a longer one is a configuration error, not a crash at bind."""
+    from callcenter.subsystems import discover
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[notify]\n[notify.sms]\nsmsc = "127.0.0.1:2775"\nsystem_id = "broker"\npassword_env = "TEST_SMPP_SECRET"\n'
+    )
+    monkeypatch.delenv("TEST_SMPP_SECRET", raising=False)
+    with pytest.raises(ConfigError) as unset:
+        load_config(str(path), discover())
+    assert "environment variable TEST_SMPP_SECRET is not set" in str(unset.value)
+    monkeypatch.setenv("TEST_SMPP_SECRET", "much-too-long")
+    with pytest.raises(ConfigError) as long:
+        load_config(str(path), discover())
+    assert "longer than the 8 characters" in str(long.value)
+    monkeypatch.setenv("TEST_SMPP_SECRET", "s3cret")
+    config = load_config(str(path), discover())
+    sms = config.subsystems["notify"].sms
+    assert sms.password_env.value == "s3cret" and "s3cret" not in repr(sms)

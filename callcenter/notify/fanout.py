@@ -131,7 +131,7 @@ def happening_of(event, alerts_are_urgent=True):
     return None
 
 
-def _context(happening, language, now):
+def _context(happening, language, when):
     fields = dict(happening.fields)
     fields["name"] = fields.pop("names")[language]
     if "side_value" in fields:
@@ -140,7 +140,7 @@ def _context(happening, language, now):
         fields["condition"] = fields.pop("conditions")[language]
     if "reasons" in fields:
         fields["reason"] = fields.pop("reasons")[language]
-    fields["time"] = china_time(now).strftime("%m-%d %H:%M:%S")
+    fields["time"] = when
     fields["fund_account_no"] = happening.fund_account_no
     return fields
 
@@ -161,12 +161,13 @@ def drafts_for(connection, happenings, renderer, now, log=None):
     only.
     """
     subscriptions = active_subscriptions(connection, [h.fund_account_no for h in happenings])
+    when = china_time(now).strftime("%m-%d %H:%M:%S")
     drafts = []
     for happening in happenings:
         for subscription in subscriptions.get(happening.fund_account_no, ()):
             if happening.kind not in subscription.events:
                 continue
-            context = _context(happening, subscription.language, now)
+            context = _context(happening, subscription.language, when)
             try:
                 subject, body = renderer.render(happening.kind, subscription.channel, subscription.language, context)
             except TemplateError as e:

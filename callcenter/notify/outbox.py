@@ -33,6 +33,8 @@ from callcenter.store.schema import fills, instruments, orders
 _log = Logger()
 
 FILLS_CURSOR = "fills"
+# Happenings stored per transaction in a burst.
+STORE_CHUNK = 500
 # How long a receipt waits for the "sent" of its message before it is
 # taken for another system's (and answered all the same).
 RECEIPT_PATIENCE = 30.0
@@ -46,8 +48,13 @@ class _PendingReceipt:
     until: float
 
 
-class _PerTurn:
-    """Items added in one reactor turn, handed over together at the end of it."""
+class _Coalescing:
+    """
+    Items handed over together: those added in one reactor turn, and, while
+    a hand-over is being written, all that arrive meanwhile, in the next
+    one.  Under load the store sees a few large statements rather than a
+    small one per turn.
+    """
 
     def __init__(self, clock, flush):
         self._clock = clock
@@ -55,18 +62,24 @@ class _PerTurn:
         self._items = []
         self._waiters = []
         self._call = None
+        self._flushing = False
 
     def add(self, item):
         self._items.append(item)
-        if self._call is None:
-            self._call = self._clock.callLater(0, self._go)
         d = defer.Deferred()
         self._waiters.append(d)
+        self._schedule()
         return d
 
+    def _schedule(self):
+        if self._call is None and not self._flushing and self._items:
+            self._call = self._clock.callLater(0, self._go)
+
     def _go(self):
+        self._call = None
         items, waiters = self._items, self._waiters
-        self._items, self._waiters, self._call = [], [], None
+        self._items, self._waiters = [], []
+        self._flushing = True
         done = self._flush(items)
 
         def fired(result):
@@ -77,6 +90,12 @@ class _PerTurn:
             for d in waiters:
                 d.errback(failure)
 
+        def next_one(result):
+            self._flushing = False
+            self._schedule()
+            return result
+
+        done.addBoth(next_one)
         done.addCallbacks(fired, failed)
 
 
@@ -101,8 +120,8 @@ class Outbox:
                 sender, self._record_outcome, clock, rates.get(sender.channel, 0), max_attempts, backoff
             )
             sender.set_receipt_handler(lambda receipt, channel=sender.channel: self._receipt(channel, receipt))
-        self._events = _PerTurn(clock, self._store_happenings)
-        self._outcomes = _PerTurn(clock, self._store_outcomes)
+        self._events = _Coalescing(clock, self._store_happenings)
+        self._outcomes = _Coalescing(clock, self._store_outcomes)
         self._receipts = []
         self._receipt_retry = None
         self.unknown_receipts = 0
@@ -168,9 +187,17 @@ class Outbox:
         return self._events.add(happening)
 
     def _store_happenings(self, happenings):
-        d = self._committer.submit(self._drafts_stored, happenings, self.now())
-        d.addCallback(self._dispatch_all)
+        # A burst (ten thousand alerts on one tick) is stored a few hundred
+        # at a time, each part sent while the next is written: the first
+        # messages leave after one small commit, not after the last.
+        d = defer.succeed(None)
+        for start in range(0, len(happenings), STORE_CHUNK):
+            d.addCallback(self._store_chunk, happenings[start:start + STORE_CHUNK])
         return d
+
+    def _store_chunk(self, _, happenings):
+        d = self._committer.submit(self._drafts_stored, happenings, self.now())
+        return d.addCallback(self._dispatch_all)
 
     def _drafts_stored(self, connection, happenings, now):
         drafts = drafts_for(connection, happenings, self._renderer, now, _log)

@@ -3,8 +3,7 @@ The outbox in the store: messages, their history and the SMSC's segment
 ids.  Functions of a connection, run in the store's transactions (most in
 the outbox's group commits).
 
-A message is stored, with a "queued" history row, before anything
-acknowledges the event that made it; its idempotency key (event,
+A message is stored before anything acknowledges the event that made it; its idempotency key (event,
 recipient, channel) is unique, so a redelivered event or a restart's
 catch-up inserts nothing twice.
 """
@@ -98,18 +97,22 @@ def store_drafts(connection, drafts, now):
         }
         for d in fresh.values()
     ]
-    inserted = connection.execute(
-        notify_messages.insert().returning(notify_messages.c.message_id, sort_by_parameter_order=True), rows
-    ).scalars().all()
-    _insert(
-        connection,
-        notify_history,
-        [{"message_id": message_id, "at": now, "state": QUEUED, "detail": ""} for message_id in inserted],
-    )
-    return [
-        Pending(_outgoing(message_id, draft), draft.not_before, 0)
-        for message_id, draft in zip(inserted, fresh.values())
-    ]
+    # One executemany, then the ids by key: RETURNING in the order of the
+    # rows makes SQLAlchemy run one INSERT per row on SQLite, ten times
+    # slower in a burst of alerts.  Its "queued" history is the row's
+    # created_at (see message_with_history).
+    connection.execute(notify_messages.insert(), rows)
+    ids = {}
+    fresh_keys = list(fresh)
+    for start in range(0, len(fresh_keys), 500):
+        ids.update(
+            connection.execute(
+                sa.select(notify_messages.c.idempotency_key, notify_messages.c.message_id).where(
+                    notify_messages.c.idempotency_key.in_(fresh_keys[start:start + 500])
+                )
+            ).all()
+        )
+    return [Pending(_outgoing(ids[key], draft), draft.not_before, 0) for key, draft in fresh.items()]
 
 
 def _outgoing(message_id, row):
@@ -163,103 +166,160 @@ class Outcome:
     not_before: datetime.datetime | None = None
 
 
-_UPDATE = (
+_SENT = (
+    notify_messages.update()
+    .where(notify_messages.c.message_id == sa.bindparam("p_message_id"))
+    .values(
+        state=SENT,
+        attempts=sa.bindparam("p_attempts"),
+        provider_ids=sa.bindparam("p_provider_ids"),
+        last_error=None,
+        sent_at=sa.bindparam("p_now"),
+        updated_at=sa.bindparam("p_now"),
+    )
+)
+_NOT_SENT = (
     notify_messages.update()
     .where(notify_messages.c.message_id == sa.bindparam("p_message_id"))
     .values(
         state=sa.bindparam("p_state"),
         attempts=sa.bindparam("p_attempts"),
-        provider_ids=sa.bindparam("p_provider_ids"),
         last_error=sa.bindparam("p_last_error"),
         not_before=sa.bindparam("p_not_before"),
+        finished_at=sa.bindparam("p_finished_at"),
         updated_at=sa.bindparam("p_now"),
     )
 )
 
 
 def record_outcomes(connection, outcomes, now):
-    """Apply a batch of attempts' outcomes: the messages' rows, their history, SMS segment ids."""
-    if not outcomes:
-        return
-    connection.execute(
-        _UPDATE,
-        [
-            {
-                "p_message_id": o.message_id,
-                "p_state": o.state,
-                "p_attempts": o.attempts,
-                "p_provider_ids": ",".join(o.provider_ids),
-                "p_last_error": None if o.state == SENT else o.detail,
-                "p_not_before": o.not_before or now,
-                "p_now": now,
-            }
-            for o in outcomes
-        ],
-    )
-    _insert(
-        connection,
-        notify_history,
-        [{"message_id": o.message_id, "at": now, "state": o.state, "detail": o.detail} for o in outcomes],
-    )
-    _insert(
-        connection,
-        notify_provider_ids,
-        [
+    """
+    Apply a batch of attempts' outcomes.  A message taken by its peer is
+    its row's state and sent_at (and its SMS segments' ids, for the
+    receipts); a failed attempt or a dead letter is also a history row,
+    with the reason.
+    """
+    sent = [o for o in outcomes if o.state == SENT]
+    other = [o for o in outcomes if o.state != SENT]
+    if sent:
+        connection.execute(_SENT, [
+            {"p_message_id": o.message_id, "p_attempts": o.attempts, "p_provider_ids": ",".join(o.provider_ids),
+             "p_now": now}
+            for o in sent
+        ])
+        # One id (a short SMS) is found in the message's row; a long one's
+        # segments each have theirs.
+        _insert(connection, notify_provider_ids, [
             {"channel": o.channel, "provider_id": provider_id, "message_id": o.message_id, "delivered": None}
-            for o in outcomes
-            if o.state == SENT
+            for o in sent
+            if len(o.provider_ids) > 1
             for provider_id in o.provider_ids
-        ],
-    )
+        ])
+    if other:
+        connection.execute(_NOT_SENT, [
+            {"p_message_id": o.message_id, "p_state": o.state, "p_attempts": o.attempts, "p_last_error": o.detail,
+             "p_not_before": o.not_before or now, "p_finished_at": now if o.state == DEAD else None, "p_now": now}
+            for o in other
+        ])
+        _insert(connection, notify_history, [
+            {"message_id": o.message_id, "at": now, "state": o.state, "detail": o.detail} for o in other
+        ])
 
 
 def record_receipts(connection, channel, receipts, now):
     """
     Delivery reports: a message is delivered when every segment is, failed
-    as soon as one is not.
+    as soon as one is not.  A batch is a few statements whatever its size
+    (the receipts of a burst of alerts come as fast as the messages went).
 
     @return: the receipts that match no segment we know (yet: the receipt
         of a long SMS's first segment comes before the message is taken
         whole; or never: another system's messages on a shared account).
     """
-    unknown = []
-    touched = {}
+    final = {}
     for receipt in receipts:
-        if receipt.delivered is None:
-            continue
-        row = connection.execute(
-            sa.select(notify_provider_ids.c.message_id).where(
-                notify_provider_ids.c.channel == channel, notify_provider_ids.c.provider_id == receipt.provider_id
+        if receipt.delivered is not None:
+            final[receipt.provider_id] = receipt
+    if not final:
+        return []
+    outcomes = []
+    ids = list(final)
+    for start in range(0, len(ids), 500):
+        for message_id, provider_id, state in connection.execute(
+            sa.select(notify_messages.c.message_id, notify_messages.c.provider_ids, notify_messages.c.state).where(
+                notify_messages.c.channel == channel, notify_messages.c.provider_ids.in_(ids[start:start + 500]),
             )
-        ).first()
-        if row is None:
-            unknown.append(receipt)
-            continue
-        connection.execute(
-            notify_provider_ids.update()
-            .where(notify_provider_ids.c.channel == channel, notify_provider_ids.c.provider_id == receipt.provider_id)
-            .values(delivered=receipt.delivered)
+        ):
+            receipt = final.pop(provider_id)
+            # Only from "sent": a repeated receipt never moves a message again.
+            if state == SENT:
+                outcomes.append((message_id, DELIVERED if receipt.delivered else FAILED, receipt))
+    owners = {}
+    ids = list(final)
+    for start in range(0, len(ids), 500):
+        owners.update(
+            connection.execute(
+                sa.select(notify_provider_ids.c.provider_id, notify_provider_ids.c.message_id).where(
+                    notify_provider_ids.c.channel == channel, notify_provider_ids.c.provider_id.in_(ids[start:start + 500])
+                )
+            ).all()
         )
-        touched[row.message_id] = receipt
-    for message_id, receipt in touched.items():
-        segments = connection.execute(
-            sa.select(notify_provider_ids.c.delivered).where(notify_provider_ids.c.message_id == message_id)
-        ).scalars().all()
-        if False in segments:
-            state = FAILED
-        elif all(segments):
-            state = DELIVERED
-        else:
-            continue
-        changed = connection.execute(
+    unknown = [receipt for provider_id, receipt in final.items() if provider_id not in owners]
+    if owners:
+        outcomes += _segments_received(connection, channel, owners, final)
+    if outcomes:
+        connection.execute(
             notify_messages.update()
-            .where(notify_messages.c.message_id == message_id, notify_messages.c.state == SENT)
-            .values(state=state, updated_at=now, last_error=None if state == DELIVERED else receipt.state)
-        ).rowcount
-        if changed:
-            detail = receipt.state if not receipt.detail else f"{receipt.state}: {receipt.detail}"
-            _insert(connection, notify_history, [{"message_id": message_id, "at": now, "state": state, "detail": detail}])
+            .where(notify_messages.c.message_id == sa.bindparam("p_message_id"))
+            .values(state=sa.bindparam("p_state"), updated_at=now, finished_at=now, last_error=sa.bindparam("p_error")),
+            [{"p_message_id": m, "p_state": state,
+              "p_error": None if state == DELIVERED else (r.state if not r.detail else f"{r.state}: {r.detail}")}
+             for m, state, r in outcomes],
+        )
     return unknown
+
+
+def _segments_received(connection, channel, owners, final):
+    """The long messages whose segments' receipts are all in (or one failed): (message id, state, receipt)."""
+    connection.execute(
+        notify_provider_ids.update()
+        .where(notify_provider_ids.c.channel == channel, notify_provider_ids.c.provider_id == sa.bindparam("p_id"))
+        .values(delivered=sa.bindparam("p_delivered")),
+        [{"p_id": provider_id, "p_delivered": final[provider_id].delivered} for provider_id in owners],
+    )
+    touched = {}
+    for provider_id, message_id in owners.items():
+        touched[message_id] = final[provider_id]
+    segments = {}
+    message_ids = list(touched)
+    for start in range(0, len(message_ids), 500):
+        for message_id, delivered in connection.execute(
+            sa.select(notify_provider_ids.c.message_id, notify_provider_ids.c.delivered).where(
+                notify_provider_ids.c.message_id.in_(message_ids[start:start + 500])
+            )
+        ):
+            segments.setdefault(message_id, []).append(delivered)
+    outcomes = []
+    for message_id, receipt in touched.items():
+        states = segments[message_id]
+        if False in states:
+            outcomes.append((message_id, FAILED, receipt))
+        elif all(states):
+            outcomes.append((message_id, DELIVERED, receipt))
+    if not outcomes:
+        return []
+    # Only from "sent": a late receipt never moves a message back.
+    sent = set()
+    finished = [message_id for message_id, _, _ in outcomes]
+    for start in range(0, len(finished), 500):
+        sent.update(
+            connection.execute(
+                sa.select(notify_messages.c.message_id).where(
+                    notify_messages.c.message_id.in_(finished[start:start + 500]), notify_messages.c.state == SENT
+                )
+            ).scalars()
+        )
+    return [o for o in outcomes if o[0] in sent]
 
 
 def message_with_history(connection, message_id):
@@ -272,7 +332,16 @@ def message_with_history(connection, message_id):
         .where(notify_history.c.message_id == message_id)
         .order_by(notify_history.c.id)
     ).mappings().all()
-    return {**row, "history": [dict(h) for h in history]}
+    # The normal course from the row, the rest from notify_history, in time order.
+    course = [{"at": row["created_at"], "state": QUEUED, "detail": ""}]
+    if row["sent_at"] is not None:
+        course.append({"at": row["sent_at"], "state": SENT, "detail": row["provider_ids"]})
+    if row["finished_at"] is not None and row["state"] in (DELIVERED, FAILED):
+        course.append({"at": row["finished_at"], "state": row["state"], "detail": row["last_error"] or ""})
+    events = course + [dict(h) for h in history]
+    order = {QUEUED: 0, SENT: 1, DELIVERED: 2, FAILED: 2, DEAD: 2}
+    events.sort(key=lambda e: (_aware(e["at"]), order.get(e["state"], 0)))
+    return {**row, "history": events}
 
 
 def recent_messages(connection, fund_account_no=None, state=None, limit=50):

@@ -17,8 +17,10 @@ def _rate():
 @dataclass(frozen=True)
 class SMSConfig:
     smsc: str = setting(Text(), help="The SMSC as host:port (SMPP 3.4 over TCP).")
-    system_id: str = setting(Text(), help="The SMPP account (bind_transceiver system_id).")
-    password_env: object = setting(EnvironmentSecret(), help="The environment variable holding its password.")
+    system_id: str = setting(Text(max_length=15), help="The SMPP account (bind_transceiver system_id, at most 15 characters).")
+    password_env: object = setting(
+        EnvironmentSecret(max_length=8), help="The environment variable holding its password (SMPP 3.4: at most 8 characters)."
+    )
     system_type: str = setting(Text(nonempty=False), "", "The account's system_type, if the SMSC wants one.")
     source_addr: str = setting(Text(nonempty=False), "", "Who the SMS is from (the broker's short code); empty: the SMSC's default.")
     source_addr_ton: int = setting(Integer(0, 6), 0, "TON of source_addr (5 alphanumeric, 3 network specific).")

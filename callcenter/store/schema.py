@@ -400,8 +400,13 @@ notify_messages = sa.Table(
     sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
     sa.Column("provider_ids", sa.Text, nullable=False, server_default=""),
     sa.Column("last_error", sa.Text),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
     _at("created_at"),
     _at("updated_at"),
+    sa.Index("ix_notify_messages_pending", "state", "channel", "not_before"),
+    sa.Index("ix_notify_messages_account", "fund_account_no", "message_id"),
+    sa.Index("ix_notify_messages_provider", "channel", "provider_ids"),
 )
 
 notify_history = sa.Table(

@@ -24,6 +24,7 @@ from callcenter.store.schema import fills, fund_accounts, instruments, orders, p
 from callcenter.trading import alert_book, ledger
 from callcenter.trading.alerts import AlertIndex, AlertRule
 from callcenter.trading.calendar import Phase
+from callcenter.trading.money import format_cny
 from callcenter.trading.events import AlertFired, OrderAccepted, OrderCancelled, OrderFilled, OrderRejected
 from callcenter.trading.instruments import Instrument, price_limits
 from callcenter.trading.interfaces import IExecutionListener, ITradingService
@@ -250,6 +251,8 @@ class TradingService(MultiService):
     def _fired(self, rules, tick):
         instrument = self._instruments.get(tick.code)
         now = self.now()
+        _log.info("{count} price alerts fired on {code} at {price}", count=len(rules), code=tick.code,
+                  price=format_cny(tick.last_fen))
         for rule in rules:
             self._bus.publish(AlertFired(
                 rule_id=rule.rule_id,

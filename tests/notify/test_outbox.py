@@ -175,7 +175,7 @@ def test_a_segment_not_delivered_fails_the_message(harness):
     h.senders["sms"].receipts(Receipt("m-2", False, "UNDELIV", "err:001"))
     h.turn()
     row = h.messages()[0]
-    assert (row["state"], row["last_error"]) == ("failed", "UNDELIV")
+    assert (row["state"], row["last_error"]) == ("failed", "UNDELIV: err:001")
     assert h.history(row["message_id"])[-1] == ("failed", "UNDELIV: err:001")
 
 

@@ -106,6 +106,7 @@ function onSubmit(session, pdu) {
 	if (log !== null) {
 		const shortMessage = Buffer.isBuffer(pdu.short_message) ? pdu.short_message : Buffer.alloc(0);
 		fs.writeSync(log, JSON.stringify({
+			received_at: Date.now(),
 			sequence_number: pdu.sequence_number,
 			destination,
 			dest_addr_ton: pdu.dest_addr_ton,

@@ -66,6 +66,12 @@ def upgrade():
         sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
         sa.Column("provider_ids", sa.Text, nullable=False, server_default=""),
         sa.Column("last_error", sa.Text),
+        # The normal course is kept in the row (created_at, sent_at, and
+        # finished_at for delivered, failed or dead); notify_history holds
+        # the rest: failed attempts, requeues.  A burst of ten thousand
+        # alerts then writes no history rows at all.
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
         _at("created_at"),
         _at("updated_at"),
         sa.CheckConstraint(
@@ -74,7 +80,10 @@ def upgrade():
     )
     op.create_index("ix_notify_messages_pending", "notify_messages", ["state", "channel", "not_before"])
     op.create_index("ix_notify_messages_account", "notify_messages", ["fund_account_no", "message_id"])
+    # A one-segment SMS (most) is found by its receipt's id here, not in notify_provider_ids.
+    op.create_index("ix_notify_messages_provider", "notify_messages", ["channel", "provider_ids"])
     op.create_table(
+        # Failed attempts and requeues (the normal course is in the message's row).
         "notify_history",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("message_id", sa.Integer, sa.ForeignKey("notify_messages.message_id"), nullable=False),
@@ -84,7 +93,7 @@ def upgrade():
     )
     op.create_index("ix_notify_history_message", "notify_history", ["message_id"])
     op.create_table(
-        # A long SMS is several segments, each with the SMSC's own id and receipt.
+        # The segments of a long SMS, each with the SMSC's own id and receipt.
         "notify_provider_ids",
         sa.Column("channel", sa.String(8), nullable=False),
         sa.Column("provider_id", sa.String(128), nullable=False),
