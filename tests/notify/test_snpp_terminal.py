@@ -235,12 +235,13 @@ async def test_a_refused_login_is_a_temporary_failure(terminals, senders):
 
 
 @pytest_twisted.ensureDeferred
-async def test_two_links_carry_two_pages_at_once(terminals, senders):
+async def test_pages_sent_together_over_two_links_both_arrive(terminals, senders):
     terminal, port = await terminals()
     sender = senders(port, connections=2)
     results = await DeferredList(
         [sender.send(message("5551234", "one")), sender.send(message("5559876", "two"))], consumeErrors=True
     ).addTimeout(DEADLINE, reactor)
     assert [r for r in results] == [(True, Accepted(detail="250 Message Sent Successfully"))] * 2
+    # Whether the second link was up in time for the second page depends on
+    # the machine's load (the first one may carry both): not asserted.
     assert sorted(p["message"] for p in await terminal.received(2)) == ["one", "two"]
-    assert all(link.protocol is not None for link in sender._links)
