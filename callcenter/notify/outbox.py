@@ -56,9 +56,11 @@ class _Coalescing:
     small one per turn.
     """
 
-    def __init__(self, clock, flush):
+    def __init__(self, clock, flush, held=lambda: False):
         self._clock = clock
         self._flush = flush
+        # While true, items wait (see Outbox._events_first).
+        self._held = held
         self._items = []
         self._waiters = []
         self._call = None
@@ -72,8 +74,12 @@ class _Coalescing:
         return d
 
     def _schedule(self):
-        if self._call is None and not self._flushing and self._items:
+        if self._call is None and not self._flushing and self._items and not self._held():
             self._call = self._clock.callLater(0, self._go)
+
+    def release(self):
+        """The hold may be over: hand over what waited."""
+        self._schedule()
 
     def _go(self):
         self._call = None
@@ -121,7 +127,11 @@ class Outbox:
             )
             sender.set_receipt_handler(lambda receipt, channel=sender.channel: self._receipt(channel, receipt))
         self._events = _Coalescing(clock, self._store_happenings)
-        self._outcomes = _Coalescing(clock, self._store_outcomes)
+        # Outcomes and receipts wait while events' messages are being
+        # stored: in a burst, the store's thread first makes the messages
+        # (each one stored is one that can go), then records how they went.
+        self._storing = 0
+        self._outcomes = _Coalescing(clock, self._store_outcomes, held=lambda: self._storing > 0)
         self._receipts = []
         self._receipt_retry = None
         self.unknown_receipts = 0
@@ -190,10 +200,17 @@ class Outbox:
         # A burst (ten thousand alerts on one tick) is stored a few hundred
         # at a time, each part sent while the next is written: the first
         # messages leave after one small commit, not after the last.
+        self._storing += 1
         d = defer.succeed(None)
         for start in range(0, len(happenings), STORE_CHUNK):
             d.addCallback(self._store_chunk, happenings[start:start + STORE_CHUNK])
-        return d
+
+        def stored(result):
+            self._storing -= 1
+            self._outcomes.release()
+            return result
+
+        return d.addBoth(stored)
 
     def _store_chunk(self, _, happenings):
         d = self._committer.submit(self._drafts_stored, happenings, self.now())

@@ -87,7 +87,8 @@ class SMSCProcess:
         if not self.log_path or not os.path.exists(self.log_path):
             return []
         with open(self.log_path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            # The last line may be half written while we read.
+            return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
 
     def kill(self):
         """SIGKILL: a crash, no goodbye to the client."""
