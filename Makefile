@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 # Debian packages the test suite talks to (real counterparts, not fakes).
 TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng freeradius-utils \
-	libnet-snpp-perl nodejs npm postfix
+	libnet-snpp-perl nodejs postfix
 
 .PHONY: run test test-sqlite test-postgresql install clean
 
@@ -54,7 +54,9 @@ run: install var/prompts/.stock-names
 # independent SMPP implementation; npm fetches it from its registry.
 SMSC_DIR := tests/notify/smsc
 $(SMSC_DIR)/node_modules/.installed: $(SMSC_DIR)/package.json $(SMSC_DIR)/package-lock.json
-	.ci/ensure-debian-packages nodejs npm
+	.ci/ensure-debian-packages nodejs
+	@# Debian's nodejs comes without npm; NodeSource's has it (and conflicts with Debian's npm).
+	command -v npm >/dev/null || .ci/ensure-debian-packages npm
 	cd $(SMSC_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
