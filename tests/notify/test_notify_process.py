@@ -103,8 +103,8 @@ def _subscriptions(connection):
     for account, channel, address in (("10010001", "sms", "+8613800138001"), ("10010001", "email", "zhangwei@investor.example")):
         unsubscribe(connection, account, channel, address)
     subscribe(connection, "10010001", "sms", "+8613800138001", ["fill", "alert"], "zh")
-    subscribe(connection, "10010001", "email", "zhangwei@investor.example", ["fill"], "zh")
-    subscribe(connection, "10010001", "pager", "5550101", ["fill"], "zh")
+    subscribe(connection, "10010001", "email", "zhangwei@investor.example", ["fill", "alert"], "zh")
+    subscribe(connection, "10010001", "pager", "5550101", ["fill", "alert"], "zh")
     subscribe(connection, "10010002", "sms", "+8613800138002", ["fill"], "zh")
 
 
@@ -216,7 +216,10 @@ def test_a_fill_and_a_price_alert_reach_the_investor_on_every_channel(tmp_path, 
     assert status == 201, rule
     alert = until(lambda: [t for t in sms_texts(smsc, "8613800138001") if t.startswith("【行情报警】")], "the alert")
     assert alert[0].startswith("【行情报警】浦发银行(600000) 最新价") and "跌到" in alert[0]
-    assert len(mailbox.messages) == 1 and len(terminal.pages) == 1  # not subscribed to alerts there
+    until(lambda: len(mailbox.messages) == 2 and len(terminal.pages) == 2, "the alert's e-mail and page")
+    recipients, mail = mailbox.messages[1]
+    assert mail["Subject"].startswith("行情报警：浦发银行(600000) 跌到") and "最新价：" in mail.get_content()
+    assert terminal.pages[1]["message"].startswith("ALERT 600000 ") and " LE " in terminal.pages[1]["message"]
 
 
 def test_the_smsc_down_and_back_every_message_arrives_once(tmp_path, db_url, database, peers, servers):
