@@ -7,13 +7,16 @@ py-spy's output summarised by function.
 """
 
 import collections
+import contextlib
 import csv
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 def log(message):
@@ -112,6 +115,34 @@ class Children:
     def stop_all(self):
         for proc in reversed(list(self._procs)):
             self.stop(proc, grace=2.0)
+
+
+def load_cpus(args):
+    """With --pin, the load generator and the capture run on the second core, the server on the first."""
+    return ["taskset", "-c", "1"] if args.pin else []
+
+
+@contextlib.contextmanager
+def bench_run(prefix, keep_scratch=False):
+    """
+    (L{Children}, a scratch directory) for a bench's runs: a Ctrl-C or
+    SIGTERM ends it with status 130, and the children are stopped and the
+    scratch directory removed (unless C{keep_scratch}) however it ends.
+    """
+    interrupt_on_sigterm()
+    children = Children()
+    scratch = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield children, scratch
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        raise SystemExit(130)
+    finally:
+        children.stop_all()
+        if keep_scratch:
+            log(f"scratch kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def interrupt_on_sigterm():
@@ -239,3 +270,15 @@ def top_functions(raw_path, limit=12):
     # Frames under which every sample falls (twistd's run, the reactor's loop) say nothing.
     inclusive = collections.Counter({frame: n for frame, n in inclusive.items() if n < 0.98 * total})
     return total, own.most_common(limit), inclusive.most_common(limit)
+
+
+def print_profile(profile):
+    """L{top_functions}' summary, indented under a bench's details."""
+    total, own, inclusive = profile
+    print(f"  py-spy: {total} samples of active Python (100/s)")
+    print("  own time:")
+    for frame, count in own:
+        print(f"    {100 * count / total:5.1f}%  {frame}")
+    print("  inclusive:")
+    for frame, count in inclusive:
+        print(f"    {100 * count / total:5.1f}%  {frame}")

@@ -11,9 +11,13 @@ the capturing process is doing.
 
 import bisect
 import collections
+import os
 import re
 import socket
 import struct
+import time
+
+from _machine import wait_until
 
 SAMPLES_PER_FRAME = 160
 # Streams with fewer packets in the window (a call starting or ending in
@@ -223,6 +227,18 @@ def raw_udp_sockets():
     with open("/proc/net/raw") as f:
         next(f)
         return sum(1 for line in f if line.split()[1].endswith(":0011"))
+
+
+def start_capture(children, path, capture_filter, log_path, options=(), cpus=()):
+    """
+    tcpdump on lo writing C{path} (C{options}: snap length, buffer, ...),
+    run by C{children} after C{cpus} (a taskset, or nothing); returned once
+    it captures.
+    """
+    tcpdump = children.start([*cpus, "tcpdump", "-i", "lo", "-n", *options, "-w", path, capture_filter], log_path)
+    wait_until(lambda: os.path.exists(path) or tcpdump.poll() is not None, 5, interval=0.05)
+    time.sleep(0.3)  # tcpdump opens the file before its filter is attached.
+    return tcpdump
 
 
 def tcpdump_counts(log_path):

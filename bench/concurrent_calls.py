@@ -54,260 +54,77 @@ calls).  Results go in docs/performance.md.
 import argparse
 import math
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _rtp  # noqa: E402
-from _machine import (  # noqa: E402
-    Children, MachineLoad, cpu_ns, cpu_ticks, interrupt_on_sigterm, log, rss_kb, sipp_stats, thread_count,
-    top_functions, wait_for_quiet, wait_until,
+from _call_window import (  # noqa: E402
+    WINDOW_COLUMNS, add_load_options, add_machine_options, add_profile_options, analyse_window_capture,
+    check_options, engine_warnings, keep_server_log, measure_idle, measure_window, meets_media_target,
+    print_table_header, profile_server, window_cells, window_details,
 )
-from _rtp import MediaSink, raw_udp_sockets, socket_drops, tcpdump_counts  # noqa: E402
-from _server import BIN, bench_server, free_port, live_calls, media_stats  # noqa: E402
+from _machine import bench_run, load_cpus, log, print_profile  # noqa: E402
+from _rtp import raw_udp_sockets  # noqa: E402
+from _server import free_port  # noqa: E402
+from _sipp import (  # noqa: E402
+    CallLoad, measured_seconds, scenario_call_set_up, scenario_caller_hangs_up, server_for_sipp, sipp_command,
+)
 
 TONE_NUMBER = "9197"
 DTMF_NUMBER = "9198"
-# The server's RTP ports: below the ephemeral range and away from the
-# default 20000-29999, so that other servers and tests on the machine
-# neither take them nor show up in the capture.
-RTP_PORTS = (30000, 32767)
-# Every call advertises SIPp's one echo port ([media_port], -mp); SIPp
-# binds it and +2 (video).  The DTMF calls use their own range.
-SIPP_MEDIA_PORT = 10000
+# The DTMF calls' media ports, away from SIPp's echo port (SIPP_MEDIA_PORT).
 DTMF_MEDIA_PORT = 12000
-MAX_CALLS = (RTP_PORTS[1] - RTP_PORTS[0]) // 2 - 10
-SETTLE_SECONDS = 3.0
+CALLER = "1380013"
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "sip", "scenarios")
 # 1 2 3 # as RFC 4733 events; the server hangs up on #.
 DTMF_SCENARIO = os.path.join(SCENARIOS, "dtmf_call.xml")
 DTMF_SECONDS = 20
 
-# The scenario: call, hold the call (SIPp echoing the server's RTP), hang
-# up.  The SDP offers PCMA and telephone-event, as dtmf_call.xml.
-SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="concurrent tone calls, RTP echoed">
-  <send retrans="500">
-    <![CDATA[
 
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Bench" <sip:1380013[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:bench@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=- 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-
-    ]]>
-  </send>
-
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-
-  <send>
-    <![CDATA[
-
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Bench" <sip:1380013[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:bench@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-
-  <pause milliseconds="{hold_ms}"/>
-
-  <send retrans="500">
-    <![CDATA[
-
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Bench" <sip:1380013[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:bench@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
-
-
-def analyse_capture(path):
-    """Our streams (server to SIPp's echo port), SIPp's echoes, and the echo delay."""
-    return _rtp.analyse_capture(path, RTP_PORTS, SIPP_MEDIA_PORT)
+def write_scenario(path, hold):
+    """The scenario: call, hold the call C{hold} s (SIPp echoing the server's RTP), hang up."""
+    with open(path, "w") as f:
+        f.write(
+            scenario_call_set_up("concurrent tone calls, RTP echoed", CALLER)
+            + scenario_caller_hangs_up(hold * 1000, CALLER)
+        )
 
 
 # One size.
 
 
 def run_size(calls, args, children, scratch):
+    label = f"{calls} calls"
     ramp = calls / args.rate
-    budget = ramp * 1.3 + 5 + SETTLE_SECONDS + args.window_wait + args.window + args.profile_for(calls) + DTMF_SECONDS
-    hold = math.ceil(budget + 5)
+    hold = math.ceil(measured_seconds(calls, args) + DTMF_SECONDS + 5)
     directory = os.path.join(scratch, f"n{calls}")
     os.mkdir(directory)
     scenario = os.path.join(directory, "tone_calls.xml")
-    with open(scenario, "w") as f:
-        f.write(SCENARIO.replace("{hold_ms}", str(hold * 1000)))
+    write_scenario(scenario, hold)
 
     result = {"calls": calls, "hold": hold}
-    with MediaSink(SIPP_MEDIA_PORT), bench_server(
-        directory, routes={TONE_NUMBER: "tone", DTMF_NUMBER: "dtmf"},
-        rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1],
-    ) as server:
-        pid = server.pid
-        if args.pin:
-            os.sched_setaffinity(pid, {0})
-        result["waited_before"], _ = wait_for_quiet(args.quiet, args.quiet_wait, {pid, os.getpid()})
-        # Idle: the engine's clock runs with no session.
-        time.sleep(1)
-        rss_idle, cpu_before, started = rss_kb(pid), cpu_ns(pid), time.monotonic()
-        time.sleep(2)
-        result["idle_cpu_pct"] = 100 * (cpu_ns(pid) - cpu_before) / 1e9 / (time.monotonic() - started)
-        result["rss_idle_mb"] = rss_idle / 1024
-
-        stat_file = os.path.join(directory, "sipp_stats.csv")
-        sipp = children.start(
-            [
-                *load_cpus(args), "sipp", f"127.0.0.1:{server.udp}", "-sf", scenario, "-s", TONE_NUMBER,
-                "-m", str(calls), "-l", str(calls), "-r", str(args.rate),
-                "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(SIPP_MEDIA_PORT), "-rtp_echo", "-bind_local",
-                "-ci", "127.0.0.1", "-nostdin", "-p", str(free_port()), "-buff_size", "4194304",
-                "-timeout", str(hold + ramp + 120), "-trace_stat", "-stf", stat_file, "-fd", "1",
-                "-trace_err",
-            ],
-            os.path.join(directory, "sipp.log"),
-            cwd=directory,
-        )
-        log(f"{calls} calls: SIPp started at {args.rate}/s, each held {hold} s")
-
-        def calls_up():
-            if sipp.poll() is not None:
-                raise RuntimeError(f"SIPp ended early ({sipp.returncode}); see {directory}/sipp.log")
-            return (live_calls(server) or 0) >= calls
-
-        reached = wait_until(calls_up, ramp * 1.3 + 5, interval=0.5)
-        if not reached:
-            log(f"{calls} calls: not all up after {ramp * 1.3 + 5:.0f} s; measuring what there is")
-        time.sleep(SETTLE_SECONDS)
-        ours = {pid, sipp.pid, os.getpid()}
-        if args.window_wait:
-            result["waited_window"], _ = wait_for_quiet(args.quiet, args.window_wait, ours)
-
-        # The window.
-        capture = os.path.join(directory, "rtp.pcap")
-        capture_log = os.path.join(directory, "tcpdump.log")
-        tcpdump = children.start(
-            [
-                *load_cpus(args), "tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "65536", "-w", capture,
-                "udp and portrange {}-{} and port {}".format(*RTP_PORTS, SIPP_MEDIA_PORT),
-            ],
-            capture_log,
-        )
-        wait_until(lambda: os.path.exists(capture) or tcpdump.poll() is not None, 5, interval=0.05)
-        time.sleep(0.3)  # tcpdump opens the file before its filter is attached.
-        ours.add(tcpdump.pid)
-        held_before = live_calls(server) or 0
-        media_before, media_started = media_stats(server), time.monotonic()
-        drops_before, echo_drops_before = socket_drops(RTP_PORTS), socket_drops((SIPP_MEDIA_PORT,) * 2)
-        ticks_before = cpu_ticks(pid)
-        cpu_before, sipp_before, dump_before = cpu_ns(pid), cpu_ns(sipp.pid), cpu_ns(tcpdump.pid)
-        machine = MachineLoad(ours)
-        started = time.monotonic()
-        time.sleep(args.window)
-        elapsed = time.monotonic() - started
-        cpu = (cpu_ns(pid) - cpu_before) / 1e9
-        sipp_cpu = (cpu_ns(sipp.pid) - sipp_before) / 1e9
-        dump_cpu = (cpu_ns(tcpdump.pid) - dump_before) / 1e9
-        ticks_after = cpu_ticks(pid)
-        machine.finish()
-        drops = socket_drops(RTP_PORTS) - drops_before
-        echo_drops = socket_drops((SIPP_MEDIA_PORT,) * 2) - echo_drops_before
-        media_after, media_seconds = media_stats(server), time.monotonic() - media_started
-        rss, threads, sipp_threads = rss_kb(pid), thread_count(pid), thread_count(sipp.pid)
-        raw_sockets = raw_udp_sockets()
-        held_after = live_calls(server) or 0
-        children.stop(tcpdump, signal.SIGINT)
-        log(f"{calls} calls: window done; {machine.describe()}")
-
-        user, system = (after - before for after, before in zip(ticks_after, ticks_before))
-        media = {key: media_after.get(key, 0) - media_before.get(key, 0)
-                 for key in ("ticks", "late_ticks", "skipped_ticks", "packets_sent", "packets_received")}
-        result.update(
-            held=min(held_before, held_after),
-            cpu_pct=100 * cpu / elapsed,
-            kernel_share=system / (user + system) if user + system else float("nan"),
-            sipp_cpu_pct=100 * sipp_cpu / elapsed,
-            tcpdump_cpu_pct=100 * dump_cpu / elapsed,
-            machine=machine,
-            media=media,
-            media_seconds=media_seconds,
-            media_sessions=media_after.get("sessions"),
-            rss_mb=rss / 1024,
-            per_call_us=1e6 * cpu / elapsed / max(1, held_before),
-            per_call_kb=(rss - rss_idle) / max(1, held_before),
-            socket_drops=drops,
-            echo_drops=echo_drops,
-            threads=threads,
-            sipp_threads=sipp_threads,
-            raw_sockets=raw_sockets,
-            capture=tcpdump_counts(capture_log),
-        )
-
-        if args.profile_for(calls):
-            raw = os.path.join(directory, "profile.txt")
-            log(f"{calls} calls: py-spy for {args.profile} s")
-            subprocess.run(
-                [os.path.join(BIN, "py-spy"), "record", "--function", "-r", "100",
-                 # ivr_sessions.py --tone --profile-native (which cannot be --nonblocking)
-                 *(["--native"] if getattr(args, "profile_native", False) else ["--nonblocking"]),
-                 "-d", str(math.ceil(args.profile)), "-f", "raw", "-o", raw, "-p", str(pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                timeout=args.profile + 30,
-            )
-            result["profile"] = top_functions(raw)
-            if args.keep_profile:
-                shutil.copy(raw, args.keep_profile.replace("{n}", str(calls)))
+    with server_for_sipp(directory, routes={TONE_NUMBER: "tone", DTMF_NUMBER: "dtmf"}) as server:
+        idle, rss_idle = measure_idle(server, args)
+        result.update(idle)
+        load = CallLoad(children, args, server, directory, scenario, TONE_NUMBER, calls, timeout=hold + ramp + 120)
+        log(f"{label}: SIPp started at {args.rate}/s, each held {hold} s")
+        load.wait_until_up(server, args, label)
+        window, capture = measure_window(server, load, children, args, directory, label, rss_idle)
+        result.update(window)
+        result["raw_sockets"] = raw_udp_sockets()
+        profile = profile_server(server, args, calls, directory, label, keep_as=str(calls))
+        if profile is not None:
+            result["profile"] = profile
 
         if args.dtmf_calls:
-            log(f"{calls} calls: {args.dtmf_calls} DTMF-test calls on top")
+            log(f"{label}: {args.dtmf_calls} DTMF-test calls on top")
             dtmf = children.start(
                 [
-                    *load_cpus(args), "sipp", f"127.0.0.1:{server.udp}", "-sf", DTMF_SCENARIO, "-s", DTMF_NUMBER,
-                    "-m", str(args.dtmf_calls), "-l", str(args.dtmf_calls), "-r", "5",
-                    "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(DTMF_MEDIA_PORT), "-bind_local",
-                    "-ci", "127.0.0.1", "-cp", str(free_port()), "-nostdin", "-p", str(free_port()),
-                    "-timeout", str(DTMF_SECONDS - 2), "-timeout_error",
+                    *load_cpus(args), *sipp_command(
+                        server, DTMF_SCENARIO, DTMF_NUMBER, args.dtmf_calls, DTMF_MEDIA_PORT,
+                        "-r", "5", "-cp", str(free_port()), "-timeout", str(DTMF_SECONDS - 2), "-timeout_error",
+                    ),
                 ],
                 os.path.join(directory, "sipp_dtmf.log"),
                 cwd=directory,
@@ -315,95 +132,50 @@ def run_size(calls, args, children, scratch):
             try:
                 dtmf.wait(DTMF_SECONDS)
             except subprocess.TimeoutExpired:
-                log(f"{calls} calls: the DTMF calls did not finish")
+                log(f"{label}: the DTMF calls did not finish")
             result["dtmf_status"] = children.stop(dtmf)
 
-        log(f"{calls} calls: waiting for SIPp to hang up")
-        try:
-            sipp.wait(hold + ramp + 60)
-        except subprocess.TimeoutExpired:
-            log(f"{calls} calls: SIPp did not finish; stopping it")
-        result["sipp_status"] = children.stop(sipp)
-        final = sipp_stats(stat_file)
-        result["successful"] = int(final.get("SuccessfulCall(C)", 0) or 0)
-        result["failed"] = int(final.get("FailedCall(C)", 0) or 0)
+        log(f"{label}: waiting for SIPp to hang up")
+        result["sipp_status"], result["successful"], result["failed"] = load.finish(
+            children, hold + ramp + 60, label
+        )
 
-    output = server.process.output
-    with open(os.path.join(directory, "server.log"), "w") as f:
-        f.write(output)
-    if args.keep_logs:
-        os.makedirs(args.keep_logs, exist_ok=True)
-        for name in ("server.log", "sipp.log", "sipp_dtmf.log"):
-            if os.path.exists(os.path.join(directory, name)):
-                shutil.copy(os.path.join(directory, name), os.path.join(args.keep_logs, f"n{calls}_{name}"))
+    output = keep_server_log(server, directory, args, ("sipp.log", "sipp_dtmf.log"), prefix=f"n{calls}")
     result["dtmf_ok"] = output.count("DTMF test: caller pressed 123")
-    result["send_error_sessions"] = output.count("RTP send from port")
-    result["clock_warnings"] = output.count("ticks behind: skipping ticks")
+    result.update(engine_warnings(output))
 
-    log(f"{calls} calls: reading the capture")
-    result["server"], result["echo"], result["delay"] = analyse_capture(capture)
-    os.remove(capture)
+    log(f"{label}: reading the capture")
+    result["server"], result["echo"], result["delay"] = analyse_window_capture(capture)
     return result
 
 
-def load_cpus(args):
-    """With --pin, the load generator and the capture run on the second core, the server on the first."""
-    return ["taskset", "-c", "1"] if args.pin else []
-
-
-def meets_target(r):
-    server = r["server"]
-    return (
-        r["held"] == r["calls"]
-        and r["failed"] == 0
-        and server["lost"] == 0
-        and r["socket_drops"] == 0
-        and r["media"]["skipped_ticks"] == 0
-        and 15 <= server["p99"] <= 25
-    )
-
-
 def print_table(results):
-    header = (
-        "| calls | held / failed | load avg, others' CPU in window | server CPU (kernel) | per call µs/s "
-        "| RSS MB | ticks late / skipped | engine sent / received pkt/s | ours mean interval ms "
-        "| ours p1/p50/p99/max ms | ours >25 ms | ours loss | in drops | echo delay p50/p99 ms, not returned "
-        "| SIPp CPU | DTMF 123# | target |"
+    print_table_header(
+        WINDOW_COLUMNS + "| echo delay p50/p99 ms, not returned | SIPp CPU | DTMF 123# | target |"
     )
-    print(header)
-    print("|" + "|".join("---:" for _ in range(header.count("|") - 1)) + "|")
     for r in results:
-        s, d, m, t = r["server"], r["delay"], r["media"], r["media_seconds"]
+        d = r["delay"]
         dtmf = f"{r['dtmf_ok']}/{r.get('dtmf_calls', 0)}" if r.get("dtmf_calls") else "–"
         print(
-            f"| {r['calls']} | {r['held']} / {r['failed']} "
-            f"| {r['machine'].loadavg:.2f}, {r['machine'].others_pct:.0f}% "
-            f"| {r['cpu_pct']:.0f}% ({100 * r['kernel_share']:.0f}%) | {r['per_call_us']:.0f} | {r['rss_mb']:.0f} "
-            f"| {m['late_ticks']} / {m['skipped_ticks']} of {m['ticks']} "
-            f"| {m['packets_sent'] / t:,.0f} / {m['packets_received'] / t:,.0f} | {s['mean']:.2f} "
-            f"| {s['p1']:.1f} / {s['p50']:.1f} / {s['p99']:.1f} / {s['max']:.0f} | {s['over_25']:.2f}% "
-            f"| {s['loss_pct']:.3f}% | {r['socket_drops']} "
-            f"| {d['p50']:.2f} / {d['p99']:.1f}, {d['unanswered']} "
-            f"| {r['sipp_cpu_pct']:.0f}% | {dtmf} | {'met' if meets_target(r) else 'not met'} |"
+            window_cells(r)
+            + f"| {d['p50']:.2f} / {d['p99']:.1f}, {d['unanswered']} "
+            f"| {r['sipp_cpu_pct']:.0f}% | {dtmf} | {'met' if meets_media_target(r) else 'not met'} |"
         )
 
 
 def print_details(results):
     for r in results:
         s, e = r["server"], r["echo"]
-        print(
-            f"\n{r['calls']} calls (held {r['hold']} s): idle server {r['idle_cpu_pct']:.1f}% CPU, "
-            f"RSS {r['rss_idle_mb']:.0f} MB idle; {r['threads']} server threads; SIPp {r['sipp_threads']} threads, "
-            f"{r['raw_sockets']} raw UDP sockets in the window; "
-            f"SIPp successful {r['successful']}, failed {r['failed']}, exit {r['sipp_status']}; "
-            f"DTMF calls exit {r.get('dtmf_status')}, {r['dtmf_ok']} logged 123; "
-            f"waited {r['waited_before']:.0f} s before the calls and {r.get('waited_window', 0):.0f} s before "
-            f"the window for a quiet machine; during it: {r['machine'].describe()}; "
-            f"tcpdump {r['tcpdump_cpu_pct']:.0f}% CPU, captured {r['capture']['captured']}, "
-            f"kernel dropped {r['capture']['dropped']}; engine sessions {r['media_sessions']}; "
-            f"sessions that logged a send error: {r['send_error_sessions']}; "
-            f"'skipping ticks' warnings: {r['clock_warnings']}; drops on SIPp's echo socket {r['echo_drops']}"
+        details = window_details(
+            r,
+            after_threads=f", {r['raw_sockets']} raw UDP sockets in the window; ",
+            outcome=f"DTMF calls exit {r.get('dtmf_status')}, {r['dtmf_ok']} logged 123; ",
+            captures=(
+                f"tcpdump {r['tcpdump_cpu_pct']:.0f}% CPU, captured {r['capture']['captured']}, "
+                f"kernel dropped {r['capture']['dropped']}"
+            ),
         )
+        print(f"\n{r['calls']} calls (held {r['hold']} s): {details}")
         print(
             f"  ours: {s['streams']} streams, {s['packets']} packets, {s['lost']} lost; "
             f"echoes: {e['streams']} streams, {e['packets']} packets, {e['lost']} lost, "
@@ -411,15 +183,8 @@ def print_details(results):
             f"echo delay max {r['delay']['max']:.1f} ms over {r['delay']['matched']} packets"
         )
         if "profile" in r:
-            total, own, inclusive = r["profile"]
-            print(f"  py-spy: {total} samples of active Python (100/s)")
-            print("  own time:")
-            for frame, count in own:
-                print(f"    {100 * count / total:5.1f}%  {frame}")
-            print("  inclusive:")
-            for frame, count in inclusive:
-                print(f"    {100 * count / total:5.1f}%  {frame}")
-    held = [r["calls"] for r in results if meets_target(r)]
+            print_profile(r["profile"])
+    held = [r["calls"] for r in results if meets_media_target(r)]
     print(
         f"\ntarget (>= 500 calls, no loss, no skipped tick, p99 15-25 ms): "
         f"{'met' if any(n >= 500 for n in held) else 'not met'}; "
@@ -429,49 +194,22 @@ def print_details(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[250, 500, 750, 1000])
-    parser.add_argument("--rate", type=float, default=50, help="new calls per second while ramping up")
-    parser.add_argument("--window", type=float, default=5.0, help="seconds measured at steady state")
-    parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy after the window")
-    parser.add_argument("--profile-at", type=int, nargs="*", default=None,
-                        help="sizes to profile (default: all, when --profile is given)")
+    add_load_options(parser, default_calls=[250, 500, 750, 1000])
+    add_profile_options(parser)
     parser.add_argument("--dtmf-calls", type=int, default=10,
                         help="DTMF-test calls made on top of the load after the window (0: none)")
-    parser.add_argument("--pin", action="store_true",
-                        help="server on CPU 0; SIPp and tcpdump on CPU 1")
-    parser.add_argument("--quiet", type=float, default=15,
-                        help="wait until other processes use under this %% of a core ...")
-    parser.add_argument("--quiet-wait", type=float, default=180,
-                        help="... for at most this many seconds before starting each size's calls")
-    parser.add_argument("--window-wait", type=float, default=30,
-                        help="... and at most this many seconds again just before the window (calls held)")
-    parser.add_argument("--keep-profile", help="copy py-spy's raw output here ({n}: the size)")
-    parser.add_argument("--keep-logs", help="copy the server's and SIPp's logs to this directory")
+    add_machine_options(parser, keep_profile_help="copy py-spy's raw output here ({n}: the size)")
     args = parser.parse_args()
-    args.profile_for = lambda n: args.profile if args.profile and (args.profile_at is None or n in args.profile_at) else 0
-    if max(args.calls) > MAX_CALLS:
-        parser.error(f"at most {MAX_CALLS} calls (the RTP port range)")
-    for tool in ("sipp", "tcpdump"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found (apt-get install sip-tester tcpdump)")
-    if os.geteuid() != 0:
-        raise SystemExit("needs root: tcpdump captures, SIPp's play_pcap_audio (DTMF calls) uses a raw socket")
+    check_options(parser, args, why_root="tcpdump captures, SIPp's play_pcap_audio (DTMF calls) uses a raw socket")
 
-    interrupt_on_sigterm()
-    children = Children()
-    scratch = tempfile.mkdtemp(prefix="callcenter-concurrent-")
     results = []
     try:
-        for calls in args.calls:
-            result = run_size(calls, args, children, scratch)
-            result["dtmf_calls"] = args.dtmf_calls
-            results.append(result)
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        raise SystemExit(130)
+        with bench_run("callcenter-concurrent-") as (children, scratch):
+            for calls in args.calls:
+                result = run_size(calls, args, children, scratch)
+                result["dtmf_calls"] = args.dtmf_calls
+                results.append(result)
     finally:
-        children.stop_all()
-        shutil.rmtree(scratch, ignore_errors=True)
         if results:
             print_table(results)
             print_details(results)

@@ -51,13 +51,14 @@ socket open at the time, so the bench samples how many there were during
 the window (few: the plays last 60 ms; see concurrent_calls.py on why
 SIPp plays no audio).
 
-Measured, as in concurrent_calls.py (whose machinery this reuses): the
-machine's load before and during the window (waiting for a quiet machine
-first), the server's CPU and RSS, the media engine's counters, kernel
-drops, and tcpdump of every stream in the window.  The server suppresses
-silence while a menu waits for a key, so a packet with the marker bit
-starts a talkspurt: the interval before it is not counted, and a frame
-missing inside a talkspurt (a sequence or RTP timestamp gap) is a loss.
+Measured, as in concurrent_calls.py (the two share _sipp.py and
+_call_window.py): the machine's load before and during the window (waiting
+for a quiet machine first), the server's CPU and RSS, the media engine's
+counters, kernel drops, and tcpdump of every stream in the window.  The
+server suppresses silence while a menu waits for a key, so a packet with
+the marker bit starts a talkspurt: the interval before it is not counted,
+and a frame missing inside a talkspurt (a sequence or RTP timestamp gap)
+is a loss.
 
 Whether the keys were recognised, per call, from a second capture that
 runs for the whole test and keeps only the key presses and the first
@@ -85,31 +86,28 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import concurrent_calls  # noqa: E402
-from _machine import (  # noqa: E402
-    Children, MachineLoad, cpu_ns, cpu_ticks, interrupt_on_sigterm, log, rss_kb, sipp_stats, thread_count,
-    top_functions, wait_for_quiet, wait_until,
+from _call_window import (  # noqa: E402
+    WINDOW_COLUMNS, add_load_options, add_machine_options, add_profile_options, analyse_window_capture,
+    check_options, engine_warnings, keep_server_log, measure_idle, measure_window, meets_media_target,
+    print_table_header, profile_server, window_cells, window_details,
 )
-from _rtp import (  # noqa: E402
-    MediaSink, analyse_capture, percentile, raw_udp_sockets, read_capture, socket_drops, tcpdump_counts,
+from _machine import bench_run, load_cpus, log, print_profile  # noqa: E402
+from _rtp import percentile, raw_udp_sockets, read_capture, start_capture, tcpdump_counts  # noqa: E402
+from _server import BIN, bench_database_url, free_port  # noqa: E402
+from _sipp import (  # noqa: E402
+    RTP_PORTS, SIPP_MEDIA_PORT, CallLoad, measured_seconds, scenario_call_set_up, scenario_caller_hangs_up,
+    server_for_sipp, sipp_command,
 )
-from _server import BIN, bench_database_url, bench_server, free_port, live_calls, media_stats  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PROMPTS = os.path.join(REPO, "var", "prompts")
 IVR_NUMBER = "9400"
-# As concurrent_calls.py: the server's RTP ports away from other servers'
-# and SIPp's one echo port for every call.  The runs of the two benches
-# (--tone) never overlap.
-RTP_PORTS = concurrent_calls.RTP_PORTS
-SIPP_MEDIA_PORT = concurrent_calls.SIPP_MEDIA_PORT
-MAX_CALLS = concurrent_calls.MAX_CALLS
-SETTLE_SECONDS = 3.0
+CALLER = "1390013"
 CATEGORY = "1"
 # How long after a menu's prompt ends the caller presses its key: inside
 # the 5 s the menu waits.  A key that comes while the prompt still plays
@@ -128,56 +126,7 @@ EVENT_TIMESTAMP_STEP = 16000
 # A 40 ms press: the start packet, then the end packet three times, 20 ms apart.
 EVENT_PACKETS = ((True, False, 160), (False, True, 320), (False, True, 320), (False, True, 320))
 DIGIT_EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
-
-SCENARIO_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="concurrent IVR sessions: bulletins by RFC 4733 keys">
-  <send retrans="500">
-    <![CDATA[
-
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Bench" <sip:1390013[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:bench@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=- 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-
-    ]]>
-  </send>
-
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-
-  <send>
-    <![CDATA[
-
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Bench" <sip:1390013[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: <sip:bench@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
+SCENARIO_NAME = "concurrent IVR sessions: bulletins by RFC 4733 keys"
 
 SCENARIO_PRESS = """
   <pause milliseconds="{pause_ms}"/>
@@ -210,29 +159,6 @@ SCENARIO_TAIL = """
 </scenario>
 """
 
-# The calibration calls hang up themselves.
-SCENARIO_HANG_UP = """
-  <pause milliseconds="{pause_ms}"/>
-
-  <send retrans="500">
-    <![CDATA[
-
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Bench" <sip:1390013[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:bench@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
 
 
 # The prompt pack, and the call's timeline.
@@ -378,6 +304,14 @@ def seed_store(directory, bulletin, seconds):
     return recordings
 
 
+def bulletins_server(directory, prompts, recordings):
+    """The server answering IVR_NUMBER with the bulletins flow, its prompts and recordings those given."""
+    return server_for_sipp(
+        directory, routes={IVR_NUMBER: "ivr:bulletins"},
+        extra_tables={"ivr": {"prompts": prompts, "recordings": recordings}},
+    )
+
+
 def write_scenario(path, presses, pcaps, hang_up_at=None, spread=0.0):
     """
     A scenario pressing C{presses} ((seconds after the ACK, digit)), with
@@ -385,7 +319,7 @@ def write_scenario(path, presses, pcaps, hang_up_at=None, spread=0.0):
     and the rest as much later; then the server's BYE is expected, or with
     C{hang_up_at} SIPp hangs up then.
     """
-    parts, previous = [SCENARIO_HEAD], 0.0
+    parts, previous = [scenario_call_set_up(SCENARIO_NAME, CALLER)], 0.0
     for index, (when, digit) in enumerate(presses):
         pause_ms = round(1000 * (when - previous))
         if index == 0 and spread:
@@ -398,7 +332,7 @@ def write_scenario(path, presses, pcaps, hang_up_at=None, spread=0.0):
     if hang_up_at is None:
         parts.append(SCENARIO_TAIL.format(bye_timeout_ms=round(1000 * (MENU_TIMEOUT + 10))))
     else:
-        parts.append(SCENARIO_HANG_UP.format(pause_ms=round(1000 * (hang_up_at - previous))))
+        parts.append(scenario_caller_hangs_up(round(1000 * (hang_up_at - previous)), CALLER))
     with open(path, "w") as f:
         f.write("".join(parts))
 
@@ -506,24 +440,18 @@ def calibrate(args, children, scratch, prompts, bulletin, magic):
     write_scenario(silent, [], {}, hang_up_at=hold_silent)
     write_scenario(pressing, press, make_presses(directory, press), hang_up_at=hold_pressing)
     capture = os.path.join(directory, "calibration.pcap")
-    with MediaSink(SIPP_MEDIA_PORT), bench_server(
-        directory, routes={IVR_NUMBER: "ivr:bulletins"},
-        extra_tables={"ivr": {"prompts": prompts, "recordings": recordings}},
-        rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1],
-    ) as server:
-        tcpdump = children.start(
-            ["tcpdump", "-i", "lo", "-n", "-s", "80", "--immediate-mode", "-w", capture,
-             "udp and src portrange {}-{} and dst portrange {}-{}".format(*RTP_PORTS, SIPP_MEDIA_PORT, quiet_port)],
-            os.path.join(directory, "tcpdump.log"),
+    with bulletins_server(directory, prompts, recordings) as server:
+        tcpdump = start_capture(
+            children, capture,
+            "udp and src portrange {}-{} and dst portrange {}-{}".format(*RTP_PORTS, SIPP_MEDIA_PORT, quiet_port),
+            os.path.join(directory, "tcpdump.log"), ("-s", "80", "--immediate-mode"),
         )
-        wait_until(lambda: os.path.exists(capture) or tcpdump.poll() is not None, 5, interval=0.05)
-        time.sleep(0.3)
         sipps = [
             children.start(
-                ["sipp", f"127.0.0.1:{server.udp}", "-sf", scenario, "-s", IVR_NUMBER, "-m", "1", "-l", "1",
-                 "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(port), "-rtp_echo", "-bind_local",
-                 "-ci", "127.0.0.1", "-cp", str(free_port()), "-nostdin", "-p", str(free_port()),
-                 "-timeout", str(math.ceil(hold + 30))],
+                sipp_command(
+                    server, scenario, IVR_NUMBER, 1, port,
+                    "-rtp_echo", "-cp", str(free_port()), "-timeout", str(math.ceil(hold + 30)),
+                ),
                 os.path.join(directory, f"sipp_{name}.log"),
                 cwd=directory,
             )
@@ -561,192 +489,76 @@ def calibrate(args, children, scratch, prompts, bulletin, magic):
 # One size.
 
 
+def sample_raw_sockets(seconds):
+    """Spends the window counting the raw UDP sockets open (SIPp's key presses) every 20 ms."""
+    started, samples = time.monotonic(), []
+    while time.monotonic() - started < seconds:
+        samples.append(raw_udp_sockets())
+        time.sleep(0.02)
+    return {
+        "raw_mean": sum(samples) / len(samples) if samples else float("nan"),
+        "raw_max": max(samples, default=0),
+    }
+
+
 def run_size(calls, args, children, scratch, prompts, bulletin, magic, flow):
+    label = f"{calls} IVR calls"
     ramp = calls / args.rate
-    budget = ramp * 1.3 + 5 + SETTLE_SECONDS + args.window_wait + args.window + args.profile_for(calls) + 10
     directory = os.path.join(scratch, f"ivr{calls}")
     os.mkdir(directory)
-    timeline = Timeline(*flow, budget)
+    timeline = Timeline(*flow, measured_seconds(calls, args) + 10)
     scenario = os.path.join(directory, "ivr_calls.xml")
     write_scenario(scenario, timeline.presses, make_presses(directory, timeline.presses), spread=FIRST_KEY_SPREAD)
     recordings = seed_store(directory, bulletin, args.bulletin_seconds)
 
     result = {"calls": calls, "hold": timeline.seconds, "timeline": timeline}
-    with MediaSink(SIPP_MEDIA_PORT), bench_server(
-        directory, routes={IVR_NUMBER: "ivr:bulletins"},
-        extra_tables={"ivr": {"prompts": prompts, "recordings": recordings}},
-        rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1],
-    ) as server:
-        pid = server.pid
-        if args.pin:
-            os.sched_setaffinity(pid, {0})
-        result["waited_before"], _ = wait_for_quiet(args.quiet, args.quiet_wait, {pid, os.getpid()})
-        time.sleep(1)
-        rss_idle, cpu_before, started = rss_kb(pid), cpu_ns(pid), time.monotonic()
-        time.sleep(2)
-        result["idle_cpu_pct"] = 100 * (cpu_ns(pid) - cpu_before) / 1e9 / (time.monotonic() - started)
-        result["rss_idle_mb"] = rss_idle / 1024
+    with bulletins_server(directory, prompts, recordings) as server:
+        idle, rss_idle = measure_idle(server, args)
+        result.update(idle)
 
         tracking = os.path.join(directory, "tracking.pcap")
-        tracker = children.start(
-            # --immediate-mode: a few packets a second, and none left in
-            # the kernel's half-filled block when it is stopped.
-            [*load_cpus(args), "tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "16384", "--immediate-mode",
-             "-w", tracking, tracking_filter(magic)],
-            os.path.join(directory, "tracking.log"),
+        # --immediate-mode: a few packets a second, and none left in the
+        # kernel's half-filled block when it is stopped.
+        tracker = start_capture(
+            children, tracking, tracking_filter(magic), os.path.join(directory, "tracking.log"),
+            ("-s", "64", "-B", "16384", "--immediate-mode"), cpus=load_cpus(args),
         )
-        wait_until(lambda: os.path.exists(tracking) or tracker.poll() is not None, 5, interval=0.05)
-        time.sleep(0.3)
 
-        stat_file = os.path.join(directory, "sipp_stats.csv")
-        sipp = children.start(
-            [
-                *load_cpus(args), "sipp", f"127.0.0.1:{server.udp}", "-sf", scenario, "-s", IVR_NUMBER,
-                "-m", str(calls), "-l", str(calls), "-r", str(args.rate),
-                "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(SIPP_MEDIA_PORT), "-rtp_echo", "-bind_local",
-                "-ci", "127.0.0.1", "-nostdin", "-p", str(free_port()), "-buff_size", "4194304",
-                "-timeout", str(math.ceil(timeline.seconds + FIRST_KEY_SPREAD + ramp + 120)),
-                "-trace_stat", "-stf", stat_file,
-                "-fd", "1", "-trace_err",
-            ],
-            os.path.join(directory, "sipp.log"),
-            cwd=directory,
+        load = CallLoad(
+            children, args, server, directory, scenario, IVR_NUMBER, calls,
+            timeout=math.ceil(timeline.seconds + FIRST_KEY_SPREAD + ramp + 120),
         )
-        log(f"{calls} IVR calls: SIPp started at {args.rate}/s, each {timeline.seconds:.0f} s: "
+        log(f"{label}: SIPp started at {args.rate}/s, each {timeline.seconds:.0f} s: "
             f"keys {timeline.keys}, {timeline.bulletins} bulletin plays")
-
-        def calls_up():
-            if sipp.poll() is not None:
-                raise RuntimeError(f"SIPp ended early ({sipp.returncode}); see {directory}/sipp.log")
-            return (live_calls(server) or 0) >= calls
-
-        if not wait_until(calls_up, ramp * 1.3 + 5, interval=0.5):
-            log(f"{calls} IVR calls: not all up after {ramp * 1.3 + 5:.0f} s; measuring what there is")
-        time.sleep(SETTLE_SECONDS)
-        ours = {pid, sipp.pid, tracker.pid, os.getpid()}
-        if args.window_wait:
-            result["waited_window"], _ = wait_for_quiet(args.quiet, args.window_wait, ours)
-
-        # The window.
-        capture = os.path.join(directory, "rtp.pcap")
-        capture_log = os.path.join(directory, "tcpdump.log")
-        tcpdump = children.start(
-            [
-                *load_cpus(args), "tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "65536", "-w", capture,
-                "udp and portrange {}-{} and port {}".format(*RTP_PORTS, SIPP_MEDIA_PORT),
-            ],
-            capture_log,
+        load.wait_until_up(server, args, label)
+        window, capture = measure_window(
+            server, load, children, args, directory, label, rss_idle,
+            captures=(tracker,), spend_window=sample_raw_sockets,
         )
-        wait_until(lambda: os.path.exists(capture) or tcpdump.poll() is not None, 5, interval=0.05)
-        time.sleep(0.3)
-        ours.add(tcpdump.pid)
-        held_before = live_calls(server) or 0
-        media_before, media_started = media_stats(server), time.monotonic()
-        drops_before, echo_drops_before = socket_drops(RTP_PORTS), socket_drops((SIPP_MEDIA_PORT,) * 2)
-        ticks_before = cpu_ticks(pid)
-        cpu_before, sipp_before, dump_before = cpu_ns(pid), cpu_ns(sipp.pid), cpu_ns(tcpdump.pid)
-        track_before = cpu_ns(tracker.pid)
-        machine = MachineLoad(ours)
-        started = time.monotonic()
-        raw_samples = []
-        while time.monotonic() - started < args.window:
-            raw_samples.append(raw_udp_sockets())
-            time.sleep(0.02)
-        elapsed = time.monotonic() - started
-        cpu = (cpu_ns(pid) - cpu_before) / 1e9
-        sipp_cpu = (cpu_ns(sipp.pid) - sipp_before) / 1e9
-        dump_cpu = (cpu_ns(tcpdump.pid) - dump_before) / 1e9 + (cpu_ns(tracker.pid) - track_before) / 1e9
-        ticks_after = cpu_ticks(pid)
-        machine.finish()
-        drops = socket_drops(RTP_PORTS) - drops_before
-        echo_drops = socket_drops((SIPP_MEDIA_PORT,) * 2) - echo_drops_before
-        media_after, media_seconds = media_stats(server), time.monotonic() - media_started
-        rss, threads, sipp_threads = rss_kb(pid), thread_count(pid), thread_count(sipp.pid)
-        held_after = live_calls(server) or 0
-        children.stop(tcpdump, signal.SIGINT)
-        log(f"{calls} IVR calls: window done; {machine.describe()}")
+        result.update(window)
+        profile = profile_server(server, args, calls, directory, label, keep_as=f"ivr{calls}")
+        if profile is not None:
+            result["profile"] = profile
 
-        user, system = (after - before for after, before in zip(ticks_after, ticks_before))
-        media = {key: media_after.get(key, 0) - media_before.get(key, 0)
-                 for key in ("ticks", "late_ticks", "skipped_ticks", "packets_sent", "packets_received")}
-        result.update(
-            held=min(held_before, held_after),
-            cpu_pct=100 * cpu / elapsed,
-            kernel_share=system / (user + system) if user + system else float("nan"),
-            sipp_cpu_pct=100 * sipp_cpu / elapsed,
-            tcpdump_cpu_pct=100 * dump_cpu / elapsed,
-            machine=machine,
-            media=media,
-            media_seconds=media_seconds,
-            media_sessions=media_after.get("sessions"),
-            rss_mb=rss / 1024,
-            per_call_us=1e6 * cpu / elapsed / max(1, held_before),
-            per_call_kb=(rss - rss_idle) / max(1, held_before),
-            socket_drops=drops,
-            echo_drops=echo_drops,
-            threads=threads,
-            sipp_threads=sipp_threads,
-            raw_mean=sum(raw_samples) / len(raw_samples) if raw_samples else float("nan"),
-            raw_max=max(raw_samples, default=0),
-            capture=tcpdump_counts(capture_log),
+        log(f"{label}: waiting for the flows to end them")
+        result["sipp_status"], result["successful"], result["failed"] = load.finish(
+            children, timeline.seconds + FIRST_KEY_SPREAD + ramp + 60, label
         )
-
-        if args.profile_for(calls):
-            raw = os.path.join(directory, "profile.txt")
-            log(f"{calls} IVR calls: py-spy for {args.profile} s")
-            subprocess.run(
-                # --native pauses the server for each sample (py-spy cannot read C
-                # stacks without stopping it): after the window only.
-                [os.path.join(BIN, "py-spy"), "record", "--function", "-r", "100",
-                 *(["--native"] if args.profile_native else ["--nonblocking"]),
-                 "-d", str(math.ceil(args.profile)), "-f", "raw", "-o", raw, "-p", str(pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-                timeout=args.profile + 30,
-            )
-            result["profile"] = top_functions(raw)
-            if args.keep_profile:
-                shutil.copy(raw, args.keep_profile.replace("{n}", f"ivr{calls}"))
-
-        log(f"{calls} IVR calls: waiting for the flows to end them")
-        try:
-            sipp.wait(timeline.seconds + FIRST_KEY_SPREAD + ramp + 60)
-        except subprocess.TimeoutExpired:
-            log(f"{calls} IVR calls: SIPp did not finish; stopping it")
-        result["sipp_status"] = children.stop(sipp)
         time.sleep(0.5)
         children.stop(tracker, signal.SIGINT)
-        final = sipp_stats(stat_file)
-        result["successful"] = int(final.get("SuccessfulCall(C)", 0) or 0)
-        result["failed"] = int(final.get("FailedCall(C)", 0) or 0)
 
-    output = server.process.output
-    with open(os.path.join(directory, "server.log"), "w") as f:
-        f.write(output)
-    if args.keep_logs:
-        os.makedirs(args.keep_logs, exist_ok=True)
-        for name in ("server.log", "sipp.log", "ivr_calls.xml"):
-            if os.path.exists(os.path.join(directory, name)):
-                shutil.copy(os.path.join(directory, name), os.path.join(args.keep_logs, f"ivr{calls}_{name}"))
+    output = keep_server_log(server, directory, args, ("sipp.log", "ivr_calls.xml"), prefix=f"ivr{calls}")
     result["server_ended"] = output.count("call ended: normal")
     result["caller_ended"] = output.count("call ended: caller hung up")
     result["flow_failures"] = output.count("IVR flow")
     result["media_timeouts"] = output.count("no RTP from the caller")
-    result["send_error_sessions"] = output.count("RTP send from port")
-    result["clock_warnings"] = output.count("ticks behind: skipping ticks")
+    result.update(engine_warnings(output))
 
-    log(f"{calls} IVR calls: reading the captures")
-    result["server"], result["echo"], result["delay"] = analyse_capture(
-        capture, RTP_PORTS, SIPP_MEDIA_PORT, talkspurts=True
-    )
+    log(f"{label}: reading the captures")
+    result["server"], result["echo"], result["delay"] = analyse_window_capture(capture, talkspurts=True)
     result["tracking"] = analyse_tracking(tracking, timeline)
     result["tracking_capture"] = tcpdump_counts(os.path.join(directory, "tracking.log"))
-    os.remove(capture)
     return result
-
-
-def load_cpus(args):
-    """With --pin, the load generator and the capture run on the second core, the server on the first."""
-    return ["taskset", "-c", "1"] if args.pin else []
 
 
 def keys_ok(r):
@@ -754,43 +566,24 @@ def keys_ok(r):
 
 
 def meets_target(r):
-    server = r["server"]
-    return (
-        r["held"] == r["calls"]
-        and r["failed"] == 0
-        and server["lost"] == 0
-        and r["socket_drops"] == 0
-        and r["media"]["skipped_ticks"] == 0
-        and 15 <= server["p99"] <= 25
-        and keys_ok(r)
-    )
+    return meets_media_target(r) and keys_ok(r)
 
 
 def print_table(results):
-    header = (
-        "| calls | held / failed | load avg, others' CPU in window | server CPU (kernel) | per call µs/s "
-        "| RSS MB | ticks late / skipped | engine sent / received pkt/s | ours mean interval ms "
-        "| ours p1/p50/p99/max ms | ours >25 ms | ours loss | in drops | raw sockets mean / max "
+    print_table_header(
+        WINDOW_COLUMNS + "| raw sockets mean / max "
         "| SIPp CPU | keys recognised (calls) | key to bulletin p50/p99/max ms | target |"
     )
-    print(header)
-    print("|" + "|".join("---:" for _ in range(header.count("|") - 1)) + "|")
     for r in results:
-        s, m, t, k = r["server"], r["media"], r["media_seconds"], r["tracking"]
-        reactions = k["reactions"]
+        reactions = r["tracking"]["reactions"]
         reaction = (
             f"{percentile(reactions, 0.5):.0f} / {percentile(reactions, 0.99):.0f} / {reactions[-1]:.0f}"
             if reactions else "–"
         )
         print(
-            f"| {r['calls']} | {r['held']} / {r['failed']} "
-            f"| {r['machine'].loadavg:.2f}, {r['machine'].others_pct:.0f}% "
-            f"| {r['cpu_pct']:.0f}% ({100 * r['kernel_share']:.0f}%) | {r['per_call_us']:.0f} | {r['rss_mb']:.0f} "
-            f"| {m['late_ticks']} / {m['skipped_ticks']} of {m['ticks']} "
-            f"| {m['packets_sent'] / t:,.0f} / {m['packets_received'] / t:,.0f} | {s['mean']:.2f} "
-            f"| {s['p1']:.1f} / {s['p50']:.1f} / {s['p99']:.1f} / {s['max']:.0f} | {s['over_25']:.2f}% "
-            f"| {s['loss_pct']:.3f}% | {r['socket_drops']} | {r['raw_mean']:.2f} / {r['raw_max']} "
-            f"| {r['sipp_cpu_pct']:.0f}% | {k['verified']}/{r['calls']} | {reaction} "
+            window_cells(r)
+            + f"| {r['raw_mean']:.2f} / {r['raw_max']} "
+            f"| {r['sipp_cpu_pct']:.0f}% | {r['tracking']['verified']}/{r['calls']} | {reaction} "
             f"| {'met' if meets_target(r) else 'not met'} |"
         )
 
@@ -816,21 +609,22 @@ def print_tone_table(pairs):
 def print_details(results, tone):
     for r in results:
         s, e, k, timeline = r["server"], r["echo"], r["tracking"], r["timeline"]
+        details = window_details(
+            r,
+            after_threads="; ",
+            outcome=(
+                f"ended by the server {r['server_ended']}, by the caller {r['caller_ended']}; "
+                f"flow failures logged {r['flow_failures']}, media timeouts {r['media_timeouts']}; "
+            ),
+            captures=(
+                f"the two tcpdumps {r['tcpdump_cpu_pct']:.0f}% CPU, window capture {r['capture']['captured']} "
+                f"(kernel dropped {r['capture']['dropped']}), tracking capture {r['tracking_capture']['captured']} "
+                f"(dropped {r['tracking_capture']['dropped']})"
+            ),
+        )
         print(
             f"\n{r['calls']} IVR calls (each {r['hold']:.0f} s: category menu {timeline.menu:.2f} s, "
-            f"round of bulletin + menu {timeline.cycle:.2f} s, keys {timeline.keys}): "
-            f"idle server {r['idle_cpu_pct']:.1f}% CPU, "
-            f"RSS {r['rss_idle_mb']:.0f} MB idle; {r['threads']} server threads; SIPp {r['sipp_threads']} threads; "
-            f"SIPp successful {r['successful']}, failed {r['failed']}, exit {r['sipp_status']}; "
-            f"ended by the server {r['server_ended']}, by the caller {r['caller_ended']}; "
-            f"flow failures logged {r['flow_failures']}, media timeouts {r['media_timeouts']}; "
-            f"waited {r['waited_before']:.0f} s before the calls and {r.get('waited_window', 0):.0f} s before "
-            f"the window for a quiet machine; during it: {r['machine'].describe()}; "
-            f"the two tcpdumps {r['tcpdump_cpu_pct']:.0f}% CPU, window capture {r['capture']['captured']} "
-            f"(kernel dropped {r['capture']['dropped']}), tracking capture {r['tracking_capture']['captured']} "
-            f"(dropped {r['tracking_capture']['dropped']}); engine sessions {r['media_sessions']}; "
-            f"sessions that logged a send error: {r['send_error_sessions']}; "
-            f"'skipping ticks' warnings: {r['clock_warnings']}; drops on SIPp's echo socket {r['echo_drops']}"
+            f"round of bulletin + menu {timeline.cycle:.2f} s, keys {timeline.keys}): {details}"
         )
         print(
             f"  ours: {s['streams']} streams, {s['packets']} packets, {s['talkspurts']} talkspurts begun, "
@@ -843,14 +637,7 @@ def print_details(results, tone):
             f"and every bulletin played; short: {k['short'] or 'none'}; {len(k['reactions'])} reactions timed"
         )
         if "profile" in r:
-            total, own, inclusive = r["profile"]
-            print(f"  py-spy: {total} samples of active Python (100/s)")
-            print("  own time:")
-            for frame, count in own:
-                print(f"    {100 * count / total:5.1f}%  {frame}")
-            print("  inclusive:")
-            for frame, count in inclusive:
-                print(f"    {100 * count / total:5.1f}%  {frame}")
+            print_profile(r["profile"])
     if tone:
         print("\nTone calls (concurrent_calls.py) in the same run:")
         concurrent_calls.print_table(tone)
@@ -864,64 +651,33 @@ def print_details(results, tone):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[100, 250, 500])
-    parser.add_argument("--rate", type=float, default=50, help="new calls per second while ramping up")
-    parser.add_argument("--window", type=float, default=5.0, help="seconds measured at steady state")
+    add_load_options(parser, default_calls=[100, 250, 500])
     parser.add_argument("--bulletin-seconds", type=float, default=6.0, help="length of the bulletin the calls hear")
     parser.add_argument("--tone", action="store_true",
                         help="also run concurrent_calls.py's tone calls at each size, for comparison")
-    parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy after the window")
-    parser.add_argument("--profile-at", type=int, nargs="*", default=None,
-                        help="sizes to profile (default: all, when --profile is given)")
+    add_profile_options(parser)
     parser.add_argument("--profile-native", action="store_true",
                         help="py-spy --native: C frames too (garbage collection, the interpreter, system calls)")
-    parser.add_argument("--pin", action="store_true", help="server on CPU 0; SIPp and tcpdump on CPU 1")
-    parser.add_argument("--quiet", type=float, default=15,
-                        help="wait until other processes use under this %% of a core ...")
-    parser.add_argument("--quiet-wait", type=float, default=180,
-                        help="... for at most this many seconds before starting each size's calls")
-    parser.add_argument("--window-wait", type=float, default=30,
-                        help="... and at most this many seconds again just before the window (calls held)")
-    parser.add_argument("--keep-profile", help="copy py-spy's raw output here ({n}: ivrN or N for tone calls)")
-    parser.add_argument("--keep-logs", help="copy the server's and SIPp's logs to this directory")
+    add_machine_options(parser, keep_profile_help="copy py-spy's raw output here ({n}: ivrN or N for tone calls)")
     parser.add_argument("--keep-scratch", action="store_true",
                         help="leave the scratch directory (configs, captures, pcaps, logs) in place")
     args = parser.parse_args()
-    args.profile_for = lambda n: (
-        args.profile if args.profile and (args.profile_at is None or n in args.profile_at) else 0
-    )
+    check_options(parser, args, why_root="tcpdump captures, SIPp's play_pcap_audio uses a raw socket")
     args.dtmf_calls = 0  # For concurrent_calls.run_size (--tone): DTMF is in every IVR call here.
-    if max(args.calls) > MAX_CALLS:
-        parser.error(f"at most {MAX_CALLS} calls (the RTP port range)")
-    for tool in ("sipp", "tcpdump"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found (apt-get install sip-tester tcpdump)")
-    if os.geteuid() != 0:
-        raise SystemExit("needs root: tcpdump captures, SIPp's play_pcap_audio uses a raw socket")
-    interrupt_on_sigterm()
-    children = Children()
-    scratch = tempfile.mkdtemp(prefix="callcenter-ivr-")
     results, tone = [], []
     try:
-        prompts = copy_prompts(scratch)
-        bulletin = os.path.join(scratch, "bulletin.wav")
-        magic = write_bulletin(bulletin, args.bulletin_seconds, prompts)
-        flow = calibrate(args, children, scratch, prompts, bulletin, magic)
-        for calls in args.calls:
-            results.append(run_size(calls, args, children, scratch, prompts, bulletin, magic, flow))
-            if args.tone:
-                tone_result = concurrent_calls.run_size(calls, args, children, scratch)
-                tone_result["dtmf_calls"] = 0
-                tone.append(tone_result)
-    except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        raise SystemExit(130)
+        with bench_run("callcenter-ivr-", keep_scratch=args.keep_scratch) as (children, scratch):
+            prompts = copy_prompts(scratch)
+            bulletin = os.path.join(scratch, "bulletin.wav")
+            magic = write_bulletin(bulletin, args.bulletin_seconds, prompts)
+            flow = calibrate(args, children, scratch, prompts, bulletin, magic)
+            for calls in args.calls:
+                results.append(run_size(calls, args, children, scratch, prompts, bulletin, magic, flow))
+                if args.tone:
+                    tone_result = concurrent_calls.run_size(calls, args, children, scratch)
+                    tone_result["dtmf_calls"] = 0
+                    tone.append(tone_result)
     finally:
-        children.stop_all()
-        if args.keep_scratch:
-            log(f"scratch kept in {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
         if results:
             print_table(results)
             if tone:
