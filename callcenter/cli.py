@@ -18,6 +18,7 @@ The ``callcenter`` command: administration without starting the server.
     callcenter account show [--config FILE] ACCOUNT
     callcenter audit verify [--config FILE] [--anchor SEQ:HASH]
     callcenter audit head [--config FILE]
+    callcenter hash-pin [--pin-stdin]
     callcenter prompts build [--dir DIR] [--lang zh|en ...] [--instruments CSV] [--force]
     callcenter ivr category add [--config FILE] CODE NAME_ZH NAME_EN
     callcenter ivr editor add [--config FILE] ID NAME [--pin-stdin] [--category CODE ...]
@@ -471,6 +472,11 @@ def _new_pin(args, who):
     return hash_password(pin)
 
 
+def hash_pin(args):
+    """A PIN's argon2 hash, for a configuration file (a conference room's moderator PIN)."""
+    print(_new_pin(args, "moderator"))
+
+
 def _ivr_change(args, work, *work_args):
     database = _opened(args)
     try:
@@ -903,6 +909,12 @@ def _parser():
         help="only validate the file: do not try its ports or database (e.g. while the server runs)",
     )
     check.set_defaults(run=check_config)
+
+    pin_hashing = commands.add_parser(
+        "hash-pin", help="print a phone PIN's argon2 hash for the configuration (a conference moderator's PIN)"
+    )
+    pin_hashing.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
+    pin_hashing.set_defaults(run=hash_pin)
 
     commands.add_parser(
         "config-reference", help="print every table and key the installed subsystems accept"

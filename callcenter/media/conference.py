@@ -38,7 +38,8 @@ class Member:
     """
     One session in a room.  C{muted} (not heard by the others) and C{deaf}
     (hears nothing) may be set at any time and take effect on the next
-    tick; C{moderator} is fixed at L{ConferenceRoom.join}.
+    tick; C{moderator} is set at L{ConferenceRoom.join} or by
+    L{ConferenceRoom.promote}.
     """
 
     def __init__(self, session, samples, muted, deaf, moderator):
@@ -134,6 +135,16 @@ class ConferenceRoom:
             self._hooked = True
             self.engine.add_tick_hook(self._mix)
         return member
+
+    def promote(self, session):
+        """Make a member a moderator (one who proved it by PIN after joining).  False if not a member."""
+        member = self._members.get(session)
+        if member is None:
+            return False
+        if not member.moderator:
+            member.moderator = True
+            self._moderators += 1
+        return True
 
     def leave(self, session):
         """

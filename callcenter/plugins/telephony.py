@@ -46,6 +46,45 @@ class RouteTable(Kind):
         return tuple(sorted(value.items()))
 
 
+class ConferenceTable(Kind):
+    """
+    How conference rooms are run, by number: C{{"9300" = {moderator_pin_hash
+    = "$argon2id$...", listeners_muted = true}}}.  Rooms not named are open.
+    """
+
+    keys = {"moderator_pin_hash", "wait_for_moderator", "end_with_moderator", "listeners_muted"}
+    expected = (
+        'a table of room numbers to tables of moderator_pin_hash (from "callcenter hash-pin"), '
+        "wait_for_moderator, end_with_moderator and listeners_muted (true or false)"
+    )
+
+    def parse(self, value):
+        from callcenter.telephony.conferences import RoomSettings
+
+        if not isinstance(value, dict):
+            raise Mismatch()
+        rooms = []
+        for number, table in value.items():
+            if not number or not all(c in "0123456789*#+" for c in number):
+                raise Mismatch(f"not a dialable number: {show(number)}")
+            if not isinstance(table, dict):
+                raise Mismatch(f"room {number} is not a table")
+            unknown = set(table) - self.keys
+            if unknown:
+                raise Mismatch(f"room {number}: unknown key {', '.join(sorted(unknown))}")
+            pin_hash = table.get("moderator_pin_hash")
+            if pin_hash is not None and (not isinstance(pin_hash, str) or not pin_hash.startswith("$argon2")):
+                raise Mismatch(f"room {number}: moderator_pin_hash is not an argon2 hash (callcenter hash-pin makes one)")
+            flags = {key: table.get(key, False) for key in self.keys - {"moderator_pin_hash"}}
+            for key, flag in flags.items():
+                if not isinstance(flag, bool):
+                    raise Mismatch(f"room {number}: {key} is not true or false")
+            if any(flags.values()) and pin_hash is None:
+                raise Mismatch(f"room {number}: a room run by a moderator needs moderator_pin_hash")
+            rooms.append((number, RoomSettings(moderator_pin_hash=pin_hash, **flags)))
+        return tuple(sorted(rooms))
+
+
 @dataclass(frozen=True)
 class TrunkSettings:
     name: str
@@ -169,6 +208,13 @@ class TelephonyConfig:
         RouteTable(),
         (),
         "Public service numbers, answered for any caller, as a carrier delivers them.",
+        shown="{}",
+    )
+    conferences: tuple = setting(
+        ConferenceTable(),
+        (),
+        "Conference rooms run by a moderator (who keys # PIN #): [telephony.conferences.\"9300\"] "
+        "moderator_pin_hash, wait_for_moderator, end_with_moderator, listeners_muted.  Others are open rooms.",
         shown="{}",
     )
     media_address: str = setting(

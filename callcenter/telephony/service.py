@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -14,6 +15,7 @@ from callcenter.health import OK, Health
 from callcenter.interfaces import IHealthCheck
 from callcenter.listeners import datagram_listener, stream_listener
 from callcenter.media.engine import MediaEngine
+from callcenter.passwords import verify_password
 from callcenter.sip.accounts import REFRESH_SECONDS, AccountCache
 from callcenter.sip.authn import Authenticator
 from callcenter.sip.calls import Calls
@@ -114,7 +116,15 @@ class TelephonyService(MultiService):
             )
             for trunk in config.trunks
         ]
-        self.conferences = Conferences(self.media)
+        def verify_pin(pin_hash, pin):
+            # argon2 takes tens of milliseconds: never on the reactor thread.
+            return deferToThreadPool(context.reactor, context.reactor.getThreadPool(), verify_password, pin_hash, pin)
+
+        self.conferences = Conferences(self.media, dict(config.conferences), verify_pin, context.clock)
+        for number in dict(config.conferences):
+            if dict(config.routes).get(number) != "conference":
+                self.log.warn("[telephony.conferences] names {number}, which no route makes a conference room",
+                              number=number)
         self.router = Router(
             {number: self._application(target, number, context.components) for number, target in config.routes},
             self.authenticator,
