@@ -64,8 +64,8 @@ meanwhile: bench/_machine.py).  Before each pass the bench waits up to
 core.
 
 --profile DIR: one more pass of each kind against ours (not counted) under
-py-spy (100 Hz, --nonblocking), the raw samples kept in DIR and the top
-functions printed.
+py-spy (250 Hz, --nonblocking: an auth pass lasts about a second), the raw
+samples kept in DIR and the top functions printed.
 
 Before the load, each server must accept the right password and reject a
 wrong one, and after each of our passes the server's own counters
@@ -618,7 +618,7 @@ class Bench:
         os.makedirs(self.args.profile, exist_ok=True)
         raw = os.path.join(self.args.profile, f"{phase}-{kind}.pyspy.txt")
         spy = subprocess.Popen(
-            [os.path.join(BIN, "py-spy"), "record", "--nonblocking", "-r", "100", "-f", "raw", "-o", raw,
+            [os.path.join(BIN, "py-spy"), "record", "--nonblocking", "-r", "250", "-f", "raw", "-o", raw,
              "-p", str(ours.pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )

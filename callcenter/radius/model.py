@@ -4,6 +4,7 @@ as the policy needs them (no packets, no shared secrets) and its answers.
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = [
     "ACCOUNTING_OFF",
@@ -36,14 +37,16 @@ REJECT_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class AccessRequest:
+class AccessRequest(NamedTuple):
     """
     An Access-Request, authenticated as coming from C{client} (the NAS's
     configured name).  C{method} is "pap" with C{password} (the decrypted
     User-Password, bytes), or "chap" with C{chap_id}, C{chap_challenge}
     and C{chap_response} (RFC 2865 §2.2: the challenge is CHAP-Challenge,
     or the Request Authenticator when there is none).
+
+    Immutable, as a frozen dataclass would be, for a third of the cost of
+    making one: one is made for every Access-Request.
     """
 
     client: str

@@ -24,14 +24,21 @@ Every datagram ends in one counted outcome.  In order of the checks:
 
 Drops are logged, at most a few lines per kind every ten seconds.
 
-pyrad does the wire format: L{pyrad.packet.Packet} splits the attributes,
-checks the Message-Authenticator and Request Authenticator, and encodes
-replies (signed by L{signed_reply}: byte for byte what pyrad's
-C{ReplyPacket} makes, for half its cost).  The hot path reads attributes
-by code, the raw interface pyrad documents, rather than by name: the name
-machinery costs more than the rest of a request together.  The dictionary
-(read once) names the enumerated values and encodes the policy's extra
-reply attributes.
+The Access-Request path is written for speed (about 20 µs of CPU for one
+answered from the policy's memory, the kernel's receive and send
+included, where pyrad's decoding and replies and a Deferred per request
+took 50): L{callcenter.radius.codec} splits the attributes, checks the
+Message-Authenticator, reveals User-Password and makes the answer with
+the client's secret keyed once; the policy is asked first for a decision
+from what it remembers (C{decide_now}), without a Deferred, and only then
+through its Deferred; alike answers are encoded once; answers
+leave by the socket's own C{sendto}.  pyrad does the rest of the wire
+format: the dictionary (enumerated values, the policy's extra reply
+attributes), accounting (L{pyrad.packet.Packet} splits the
+attributes, checks the Request Authenticator and encodes replies, signed
+by L{signed_reply}: byte for byte what pyrad's C{ReplyPacket} makes, for
+half its cost) and Status-Server.  The tests check what the fast path
+makes against pyrad.
 """
 
 import hashlib
@@ -47,6 +54,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from callcenter.radius import metrics as outcomes
+from callcenter.radius.codec import (
+    HEADER_LENGTH, MAX_LENGTH, MESSAGE_AUTHENTICATOR, SharedSecret, attribute, integer_attribute, split_attributes,
+)
 from callcenter.radius.dictionary import load_dictionary
 from callcenter.radius.duplicates import PENDING, DuplicateCache
 from callcenter.radius.limits import ClientRateLimiter, LogThrottle
@@ -79,22 +89,19 @@ ACCT_INPUT_GIGAWORDS = 52
 ACCT_OUTPUT_GIGAWORDS = 53
 EVENT_TIMESTAMP = 55
 CHAP_CHALLENGE = 60
-MESSAGE_AUTHENTICATOR = 80
 NAS_IPV6_ADDRESS = 95
 
-HEADER_LENGTH = 20
-MAX_LENGTH = 4096  # RFC 2865 §3
 MAX_TEXT = 253  # octets in one attribute's value (RFC 2865 §5)
 ZERO_AUTHENTICATOR = bytes(16)
 WRONG_SIGNATURE = "Message-Authenticator does not match (wrong secret?)"
+# Answers kept encoded (see AuthenticationProtocol._encoding): a few
+# hundred octets each; beyond this many, starting over costs one encoding
+# per kind of answer.
+MOST_ENCODED = 4096
 
 # Several MiB: a burst from a NAS rebooting its thousands of sessions must
 # queue in the kernel, not be dropped before we read it.
 RECEIVE_BUFFER = 8 * 1024 * 1024
-
-# A Packet is a dict of attribute code -> raw values (pyrad's raw
-# interface); reading it as a dict skips pyrad's per-call type checks.
-_raw = dict.get
 
 _md5 = hashlib.md5
 
@@ -107,17 +114,7 @@ def reveal_password(secret, authenticator, hidden):
 
     @raise ValueError: not 16 to 128 octets in blocks of 16.
     """
-    size = len(hidden)
-    if size < 16 or size > 128 or size % 16:
-        raise ValueError(f"User-Password of {size} octets (RFC 2865 §5.2: 16 to 128, in blocks of 16)")
-    plain = bytearray()
-    last = authenticator
-    for start in range(0, size, 16):
-        block = hidden[start:start + 16]
-        pad = _md5(secret + last).digest()
-        plain += (int.from_bytes(block, "big") ^ int.from_bytes(pad, "big")).to_bytes(16, "big")
-        last = block
-    return bytes(plain).rstrip(b"\x00")
+    return SharedSecret(secret).reveal_password(authenticator, hidden)
 
 
 def signed_reply(reply, request_code):
@@ -162,43 +159,40 @@ def split_text(text, limit=MAX_TEXT):
     return pieces
 
 
-def _attributes_fit(data, length):
-    """RFC 2865 §5: each attribute's Length is at least 2 and ends within the packet."""
-    position = HEADER_LENGTH
-    while position < length:
-        if position + 2 > length:
-            return False
-        size = data[position + 1]
-        if size < 2:
-            return False
-        position += size
-    return position == length
+# Attribute values, each the first of its kind or None.
 
 
-def _text(values):
-    return None if values is None else values[0].decode("utf-8", "replace")
+def _first(pkt, code):
+    """The first value of attribute C{code} in a pyrad packet (read as a dict: pyrad's raw interface)."""
+    values = dict.get(pkt, code)
+    return None if values is None else values[0]
 
 
-def _integer(values):
-    return None if values is None else tools.DecodeInteger(values[0])
+def _text(value):
+    return None if value is None else value.decode("utf-8", "replace")
 
 
-def _address(values):
-    """An ipaddr value (RFC 8044 §3.8).  inet_ntoa: pyrad's decoder goes through ipaddress, 5x slower."""
-    if values is None:
+def _integer(value):
+    if value is None:
         return None
-    value = values[0]
+    if len(value) != 4:
+        raise ValueError(f"an integer of {len(value)} octets")
+    return int.from_bytes(value, "big")
+
+
+def _address(value):
+    """An ipaddr value (RFC 8044 §3.8).  inet_ntoa: pyrad's decoder goes through ipaddress, 5x slower."""
+    if value is None:
+        return None
     if len(value) != 4:
         raise ValueError(f"an IPv4 address of {len(value)} octets")
     return socket.inet_ntoa(value)
 
 
-def _nas_address(pkt):
-    nas_ip = _raw(pkt, NAS_IP_ADDRESS)
+def _nas_address(nas_ip, nas_ipv6):
     if nas_ip is not None:
         return _address(nas_ip)
-    nas_ipv6 = _raw(pkt, NAS_IPV6_ADDRESS)
-    return None if nas_ipv6 is None else tools.DecodeIPv6Address(nas_ipv6[0])
+    return None if nas_ipv6 is None else tools.DecodeIPv6Address(nas_ipv6)
 
 
 class _RadiusListener(DatagramProtocol):
@@ -207,9 +201,6 @@ class _RadiusListener(DatagramProtocol):
     log = Logger()
     listener = None  # the metrics label
     packet_class = None
-    request_code = None  # what this port answers, Status-Server aside
-    failed_outcome = None  # the outcome when the policy or sink fails
-    asked = None  # what failed, for the log
     codes = frozenset()
 
     def __init__(self, clients, clock, metrics=None, dictionary=None, duplicates=None, limiter=None):
@@ -232,6 +223,9 @@ class _RadiusListener(DatagramProtocol):
         self.duplicates = DuplicateCache(clock) if duplicates is None else duplicates
         self._limiter = ClientRateLimiter(clock) if limiter is None else limiter
         self._log_throttle = LogThrottle(clock)
+        self._secrets = {}  # a client's secret -> its SharedSecret
+        # The transport listening on a socket, and that socket's sendto (see _write).
+        self._port = self._sendto = None
         # One packet decoded into at a time: everything a request needs later
         # is copied out before the policy is asked.
         self._packet = self.packet_class(secret=b"")
@@ -249,11 +243,15 @@ class _RadiusListener(DatagramProtocol):
                 break
             except OSError:
                 continue
+        self._port, self._sendto = self.transport, sock.sendto
         self.log.info(
             "RADIUS {listener} receive buffer {size} octets",
             listener=self.listener,
             size=sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
         )
+
+    def stopProtocol(self):
+        self._port = self._sendto = None
 
     def datagramReceived(self, data, address):
         try:
@@ -288,7 +286,8 @@ class _RadiusListener(DatagramProtocol):
             return
         if length < size:
             data = data[:length]  # RFC 2865 §3: octets past Length are padding
-        if not _attributes_fit(data, length):
+        attributes = split_attributes(data, length)
+        if attributes is None:
             # pyrad would keep an attribute running past Length, cut short.
             self._drop(client.name, outcomes.MALFORMED, host, "an attribute's length does not fit the packet")
             return
@@ -304,75 +303,33 @@ class _RadiusListener(DatagramProtocol):
                 self._write(cached, address, client.name)
                 self.metrics.count(self.listener, client.name, outcomes.DUPLICATE_ANSWERED)
             return
+        self._serve(client, data, attributes, key, address)
+
+    def _serve(self, client, data, attributes, key, address):
+        """Check and answer a well-formed datagram (the values of L{split_attributes} in C{attributes})."""
+        raise NotImplementedError
+
+    def _decoded(self, client, data, address):
+        """C{data} decoded by pyrad, with the client's secret; None if pyrad finds it malformed (dropped)."""
         pkt = self._packet
         pkt.secret = client.secret
         pkt.message_authenticator = None
         try:
             pkt.DecodePacket(data)
         except radius.PacketError as e:
-            self._drop(client.name, outcomes.MALFORMED, host, str(e))
-            return
-        self._request(client, pkt, key, address)
-
-    def _request(self, client, pkt, key, address):
-        if pkt.code == radius.StatusServer:
-            self._status(client, pkt, address)
-            return
-        refused = self._refused(client, pkt)
-        if refused is not None:
-            outcome, reason = refused
-            self._drop(client.name, outcome, address[0], reason)
-            return
-        try:
-            question = self._question(client, pkt)
-        except (ValueError, struct.error, radius.PacketError) as e:
             self._drop(client.name, outcomes.MALFORMED, address[0], str(e))
-            return
-        # Made now, while pkt holds this request: it takes the Identifier,
-        # Request Authenticator and Proxy-State (RFC 2865 §5.33).
-        reply = pkt.CreateReply()
-        self.duplicates.begin(key)
-        try:
-            d = self._ask(question)
-        except Exception:
-            d = defer.fail()
-        d.addCallbacks(
-            self._respond,
-            self._failed,
-            callbackArgs=(reply, key, address, client.name),
-            errbackArgs=(key, address, client.name, self.failed_outcome, self.asked),
-        )
+            return None
+        return pkt
 
-    def _refused(self, client, pkt):
-        """None if C{pkt} is authentic, else (the outcome, why) to drop it."""
-        raise NotImplementedError
-
-    def _question(self, client, pkt):
-        """What to ask of the policy or the sink (raising ValueError if malformed)."""
-        raise NotImplementedError
-
-    def _ask(self, question):
-        """A Deferred firing with what to answer."""
-        raise NotImplementedError
-
-    def _fill(self, reply, answer):
-        """Put C{answer} in C{reply}; return the outcome to count."""
-        raise NotImplementedError
-
-    def _respond(self, answer, reply, key, address, name):
-        try:
-            outcome = self._fill(reply, answer)
-            data = signed_reply(reply, self.request_code)
-        except Exception:
-            self._failed(Failure(), key, address, name, outcomes.ERROR, "answering")
-            return
-        self.duplicates.complete(key, data)
-        self._write(data, address, name)
-        self.metrics.count(self.listener, name, outcome)
+    def _shared_secret(self, client):
+        shared = self._secrets.get(client.secret)
+        if shared is None:
+            shared = self._secrets[client.secret] = SharedSecret(client.secret)
+        return shared
 
     def _message_authenticator(self, pkt):
         """True when present and right, False when wrong, None when absent."""
-        values = _raw(pkt, MESSAGE_AUTHENTICATOR)
+        values = dict.get(pkt, MESSAGE_AUTHENTICATOR)
         if values is None:
             return None
         if len(values) != 1 or len(values[0]) != 16:
@@ -398,8 +355,16 @@ class _RadiusListener(DatagramProtocol):
         if transport is None:
             return
         try:
-            transport.write(data, address)
+            if transport is self._port:
+                # The socket's own sendto: the Port's write checks that the
+                # address is an IP literal of the socket's family, on every
+                # datagram, and ours are addresses datagrams came from.
+                self._sendto(data, address)
+            else:
+                transport.write(data, address)
         except OSError as e:
+            # The send buffer full (EAGAIN, ENOBUFS), an ICMP error from an
+            # earlier datagram (ECONNREFUSED): the NAS retries.
             self._drop(name, outcomes.SEND_FAILED, address[0], f"cannot send the answer: {e}")
 
     def _failed(self, failure, key, address, name, outcome, what):
@@ -442,85 +407,160 @@ class AuthenticationProtocol(_RadiusListener):
 
     listener = "auth"
     packet_class = radius.AuthPacket
-    request_code = radius.AccessRequest
-    failed_outcome = outcomes.POLICY_FAILED
     asked = "the access policy"
     codes = frozenset({radius.AccessRequest, radius.StatusServer})
 
     def __init__(self, clients, policy, clock, **options):
         """
-        @param policy: an L{IAccessPolicy}.
+        @param policy: an L{IAccessPolicy}.  If it has C{decide_now(request)}
+            (the decision, or None if it cannot decide without waiting), that
+            is asked first, and C{authenticate} only when it says None.
         @param options: see L{_RadiusListener.__init__}.
         """
         super().__init__(clients, clock, **options)
         self._policy = policy
+        self._decide_now = getattr(policy, "decide_now", None)
+        self._encoded = {}  # what a decision says -> (code, attributes, outcome)
 
-    def _refused(self, client, pkt):
-        valid = self._message_authenticator(pkt)
-        if valid is False:
-            return outcomes.BAD_AUTHENTICATOR, WRONG_SIGNATURE
-        if valid is None and client.require_message_authenticator:
-            return outcomes.MISSING_MESSAGE_AUTHENTICATOR, "Access-Request without Message-Authenticator"
-        return None
+    def _serve(self, client, data, attributes, key, address):
+        values, proxy_states, signature_at, signatures = attributes
+        if data[0] == radius.StatusServer:
+            pkt = self._decoded(client, data, address)
+            if pkt is not None:
+                self._status(client, pkt, address)
+            return
+        secret = self._shared_secret(client)
+        if signatures:
+            if (
+                signatures != 1
+                or len(values[MESSAGE_AUTHENTICATOR]) != 16
+                or not secret.verify_request(data, len(data), signature_at)
+            ):
+                self._drop(client.name, outcomes.BAD_AUTHENTICATOR, address[0], WRONG_SIGNATURE)
+                return
+        elif client.require_message_authenticator:
+            self._drop(
+                client.name, outcomes.MISSING_MESSAGE_AUTHENTICATOR, address[0],
+                "Access-Request without Message-Authenticator",
+            )
+            return
+        try:
+            question = self._question(client, secret, data, values)
+        except ValueError as e:
+            self._drop(client.name, outcomes.MALFORMED, address[0], str(e))
+            return
+        # RFC 2865 §5.33: the answer carries the Proxy-States, in order.
+        proxy = b"" if proxy_states is None else b"".join(proxy_states)
+        if isinstance(question, str):  # a reason to reject, found in the packet
+            decision = AccessDecision.reject(question)
+        else:
+            decision = None
+            if self._decide_now is not None:
+                try:
+                    decision = self._decide_now(question)
+                except Exception:
+                    self._failed(Failure(), key, address, client.name, outcomes.POLICY_FAILED, self.asked)
+                    return
+            if decision is None:
+                self.duplicates.begin(key)
+                try:
+                    d = self._policy.authenticate(question)
+                except Exception:
+                    d = defer.fail()
+                d.addCallbacks(
+                    self._answer,
+                    self._failed,
+                    callbackArgs=(secret, data, proxy, key, address, client.name),
+                    errbackArgs=(key, address, client.name, outcomes.POLICY_FAILED, self.asked),
+                )
+                return
+        self.duplicates.begin(key)
+        self._answer(decision, secret, data, proxy, key, address, client.name)
 
-    def _question(self, client, pkt):
+    def _question(self, client, secret, data, values):
         """The L{AccessRequest}, or the reason to reject it without asking the policy."""
-        user_name = _raw(pkt, USER_NAME)
-        hidden = _raw(pkt, USER_PASSWORD)
-        chap = _raw(pkt, CHAP_PASSWORD)
+        user_name = values.get(USER_NAME)
+        hidden = values.get(USER_PASSWORD)
+        chap = values.get(CHAP_PASSWORD)
         if user_name is None:
             return "bad_password"
         if (hidden is None) == (chap is None):
             return "method_not_allowed"  # neither PAP nor CHAP (EAP is not served), or both
-        user_name = user_name[0].decode("utf-8", "replace")
-        nas_ip = _nas_address(pkt)
-        nas_identifier = _text(_raw(pkt, NAS_IDENTIFIER))
-        nas_port = _integer(_raw(pkt, NAS_PORT))
-        calling_station_id = _text(_raw(pkt, CALLING_STATION_ID))
+        user_name = user_name.decode("utf-8", "replace")
+        nas_ip = _nas_address(values.get(NAS_IP_ADDRESS), values.get(NAS_IPV6_ADDRESS))
+        nas_identifier = _text(values.get(NAS_IDENTIFIER))
+        nas_port = _integer(values.get(NAS_PORT))
+        calling_station_id = _text(values.get(CALLING_STATION_ID))
+        authenticator = data[4:HEADER_LENGTH]
         if hidden is not None:
             return AccessRequest(
                 client.name, user_name, "pap",
-                password=reveal_password(client.secret, pkt.authenticator, hidden[0]),
+                password=secret.reveal_password(authenticator, hidden),
                 nas_ip=nas_ip, nas_identifier=nas_identifier, nas_port=nas_port,
                 calling_station_id=calling_station_id,
             )
-        response = chap[0]
-        if len(response) != 17:
-            raise ValueError(f"CHAP-Password of {len(response)} octets (RFC 2865 §5.3: 17)")
-        challenge = _raw(pkt, CHAP_CHALLENGE)
+        if len(chap) != 17:
+            raise ValueError(f"CHAP-Password of {len(chap)} octets (RFC 2865 §5.3: 17)")
+        challenge = values.get(CHAP_CHALLENGE)
         return AccessRequest(
             client.name, user_name, "chap",
-            chap_id=response[0],
+            chap_id=chap[0],
             # RFC 2865 §2.2: without CHAP-Challenge the Request Authenticator is the challenge.
-            chap_challenge=pkt.authenticator if challenge is None else challenge[0],
-            chap_response=response[1:],
+            chap_challenge=authenticator if challenge is None else challenge,
+            chap_response=chap[1:],
             nas_ip=nas_ip, nas_identifier=nas_identifier, nas_port=nas_port,
             calling_station_id=calling_station_id,
         )
 
-    def _ask(self, question):
-        if isinstance(question, str):  # a reason to reject, found in the packet
-            return defer.succeed(AccessDecision.reject(question))
-        return self._policy.authenticate(question)
+    def _answer(self, decision, secret, request, proxy, key, address, name):
+        try:
+            code, attributes, outcome = self._encoding(decision)
+            data = secret.reply(code, request, proxy + attributes)
+        except Exception:
+            self._failed(Failure(), key, address, name, outcomes.ERROR, "answering")
+            return
+        self.duplicates.complete(key, data)
+        self._write(data, address, name)
+        self.metrics.count(self.listener, name, outcome)
 
-    def _fill(self, reply, decision):
-        if decision.accepted:
-            reply.code = radius.AccessAccept
-            if decision.session_timeout is not None:
-                reply[SESSION_TIMEOUT] = [tools.EncodeInteger(decision.session_timeout)]
-            if decision.idle_timeout is not None:
-                reply[IDLE_TIMEOUT] = [tools.EncodeInteger(decision.idle_timeout)]
-            outcome = outcomes.ACCEPT
-        else:
-            reply.code = radius.AccessReject
-            outcome = outcomes.REJECT
-        if decision.reply_message:
-            reply[REPLY_MESSAGE] = split_text(decision.reply_message)
+    def _encoding(self, decision):
+        """
+        (code, attributes, outcome) of the answer to C{decision}, encoded
+        once for all the decisions that say the same: the policy decides
+        most requests alike (one decision per account until its state
+        changes, one per reject reason and language).  Decisions with
+        dictionary attributes are encoded every time (pyrad's encoder; rare).
+        """
         if decision.attributes:
-            reply.dict = self.dictionary
-            for attribute, value in decision.attributes.items():
-                reply.AddAttribute(attribute, value)
-        return outcome
+            return self._encode(decision)
+        said = (decision.accepted, decision.session_timeout, decision.idle_timeout, decision.reply_message)
+        encoding = self._encoded.get(said)
+        if encoding is None:
+            encoding = self._encode(decision)
+            if len(self._encoded) >= MOST_ENCODED:
+                self._encoded.clear()
+            self._encoded[said] = encoding
+        return encoding
+
+    def _encode(self, decision):
+        parts = []
+        if decision.accepted:
+            code, outcome = radius.AccessAccept, outcomes.ACCEPT
+            if decision.session_timeout is not None:
+                parts.append(integer_attribute(SESSION_TIMEOUT, decision.session_timeout))
+            if decision.idle_timeout is not None:
+                parts.append(integer_attribute(IDLE_TIMEOUT, decision.idle_timeout))
+        else:
+            code, outcome = radius.AccessReject, outcomes.REJECT
+        if decision.reply_message:
+            parts.extend(attribute(REPLY_MESSAGE, piece) for piece in split_text(decision.reply_message))
+        if decision.attributes:
+            # The dictionary's names and types, vendor attributes: pyrad's.
+            carrier = radius.Packet(id=0, authenticator=ZERO_AUTHENTICATOR, dict=self.dictionary)
+            for name, value in decision.attributes.items():
+                carrier.AddAttribute(name, value)
+            parts.append(carrier.ReplyPacket()[HEADER_LENGTH:])
+        return code, b"".join(parts), outcome
 
 
 class AccountingProtocol(_RadiusListener):
@@ -531,8 +571,6 @@ class AccountingProtocol(_RadiusListener):
 
     listener = "acct"
     packet_class = radius.AcctPacket
-    request_code = radius.AccountingRequest
-    failed_outcome = outcomes.SINK_FAILED
     asked = "keeping the accounting record"
     codes = frozenset({radius.AccountingRequest, radius.StatusServer})
 
@@ -546,21 +584,59 @@ class AccountingProtocol(_RadiusListener):
         self._status_types = self.dictionary.attributes["Acct-Status-Type"].values
         self._terminate_causes = self.dictionary.attributes["Acct-Terminate-Cause"].values
 
-    def _refused(self, client, pkt):
+    def _serve(self, client, data, attributes, key, address):
+        pkt = self._decoded(client, data, address)
+        if pkt is None:
+            return
+        if pkt.code == radius.StatusServer:
+            self._status(client, pkt, address)
+            return
         # RFC 2866 §3: the Request Authenticator is an MD5 over the packet and the secret.
         if not pkt.VerifyAcctRequest() or self._message_authenticator(pkt) is False:
-            return outcomes.BAD_AUTHENTICATOR, "Request Authenticator does not match (wrong secret?)"
-        return None
+            self._drop(
+                client.name, outcomes.BAD_AUTHENTICATOR, address[0],
+                "Request Authenticator does not match (wrong secret?)",
+            )
+            return
+        try:
+            record = self._record(client, pkt)
+        except (ValueError, struct.error, radius.PacketError) as e:
+            self._drop(client.name, outcomes.MALFORMED, address[0], str(e))
+            return
+        # Made now, while pkt holds this request: it takes the Identifier,
+        # Request Authenticator and Proxy-State (RFC 2865 §5.33).
+        reply = pkt.CreateReply()
+        self.duplicates.begin(key)
+        try:
+            d = self._sink.record(record)
+        except Exception:
+            d = defer.fail()
+        d.addCallbacks(
+            self._respond,
+            self._failed,
+            callbackArgs=(reply, key, address, client.name),
+            errbackArgs=(key, address, client.name, outcomes.SINK_FAILED, self.asked),
+        )
 
-    def _question(self, client, pkt):
-        status = _raw(pkt, ACCT_STATUS_TYPE)
+    def _respond(self, _, reply, key, address, name):
+        try:
+            data = signed_reply(reply, radius.AccountingRequest)
+        except Exception:
+            self._failed(Failure(), key, address, name, outcomes.ERROR, "answering")
+            return
+        self.duplicates.complete(key, data)
+        self._write(data, address, name)
+        self.metrics.count(self.listener, name, outcomes.ACCOUNTED)
+
+    def _record(self, client, pkt):
+        status = _first(pkt, ACCT_STATUS_TYPE)
         if status is None:
             raise ValueError("no Acct-Status-Type (RFC 2866 §5.1)")
-        cause = _raw(pkt, ACCT_TERMINATE_CAUSE)
+        cause = _first(pkt, ACCT_TERMINATE_CAUSE)
         if cause is not None:
-            cause = self._named(self._terminate_causes, cause[0])
-        event_time = _integer(_raw(pkt, EVENT_TIMESTAMP))
-        delay = _integer(_raw(pkt, ACCT_DELAY_TIME))
+            cause = self._named(self._terminate_causes, cause)
+        event_time = _integer(_first(pkt, EVENT_TIMESTAMP))
+        delay = _integer(_first(pkt, ACCT_DELAY_TIME))
         if event_time is None and delay is not None:
             event_time = self._clock.seconds()
         if event_time is not None and delay is not None:
@@ -568,42 +644,36 @@ class AccountingProtocol(_RadiusListener):
             event_time -= delay
         return AccountingRecord(
             client=client.name,
-            status_type=self._named(self._status_types, status[0]),
-            session_id=_text(_raw(pkt, ACCT_SESSION_ID)),
-            user_name=_text(_raw(pkt, USER_NAME)),
-            nas_ip=_nas_address(pkt),
-            nas_identifier=_text(_raw(pkt, NAS_IDENTIFIER)),
-            nas_port=_integer(_raw(pkt, NAS_PORT)),
-            framed_ip=_address(_raw(pkt, FRAMED_IP_ADDRESS)),
-            calling_station_id=_text(_raw(pkt, CALLING_STATION_ID)),
-            session_time=_integer(_raw(pkt, ACCT_SESSION_TIME)),
-            input_octets=_octets(_raw(pkt, ACCT_INPUT_OCTETS), _raw(pkt, ACCT_INPUT_GIGAWORDS)),
-            output_octets=_octets(_raw(pkt, ACCT_OUTPUT_OCTETS), _raw(pkt, ACCT_OUTPUT_GIGAWORDS)),
-            input_packets=_integer(_raw(pkt, ACCT_INPUT_PACKETS)),
-            output_packets=_integer(_raw(pkt, ACCT_OUTPUT_PACKETS)),
+            status_type=self._named(self._status_types, status),
+            session_id=_text(_first(pkt, ACCT_SESSION_ID)),
+            user_name=_text(_first(pkt, USER_NAME)),
+            nas_ip=_nas_address(_first(pkt, NAS_IP_ADDRESS), _first(pkt, NAS_IPV6_ADDRESS)),
+            nas_identifier=_text(_first(pkt, NAS_IDENTIFIER)),
+            nas_port=_integer(_first(pkt, NAS_PORT)),
+            framed_ip=_address(_first(pkt, FRAMED_IP_ADDRESS)),
+            calling_station_id=_text(_first(pkt, CALLING_STATION_ID)),
+            session_time=_integer(_first(pkt, ACCT_SESSION_TIME)),
+            input_octets=_octets(_first(pkt, ACCT_INPUT_OCTETS), _first(pkt, ACCT_INPUT_GIGAWORDS)),
+            output_octets=_octets(_first(pkt, ACCT_OUTPUT_OCTETS), _first(pkt, ACCT_OUTPUT_GIGAWORDS)),
+            input_packets=_integer(_first(pkt, ACCT_INPUT_PACKETS)),
+            output_packets=_integer(_first(pkt, ACCT_OUTPUT_PACKETS)),
             terminate_cause=cause,
             event_time=None if event_time is None else float(event_time),
         )
-
-    def _ask(self, question):
-        return self._sink.record(question)
-
-    def _fill(self, reply, answer):
-        return outcomes.ACCOUNTED
 
     @staticmethod
     def _named(values, raw):
         """The dictionary's name for an enumerated value, else its number as text."""
         if values.HasBackward(raw):
             return values.GetBackward(raw)
-        return str(tools.DecodeInteger(raw))
+        return str(_integer(raw))
 
 
 def _octets(low, gigawords):
     """RFC 2869 §5.1-2: Gigawords counts the times the 32-bit octet counter wrapped."""
     if low is None and gigawords is None:
         return None
-    total = 0 if low is None else tools.DecodeInteger(low[0])
+    total = 0 if low is None else _integer(low)
     if gigawords is not None:
-        total += tools.DecodeInteger(gigawords[0]) << 32
+        total += _integer(gigawords) << 32
     return total

@@ -288,3 +288,53 @@ def test_a_store_that_fails_fails_the_decision(setting):
     setting.store.transaction = lambda *args: defer.fail(RuntimeError("database down"))
     with pytest.raises(RuntimeError, match="database down"):
         setting.pap()
+
+
+# decide_now: what the protocol asks first, answered from memory or not at all
+
+
+def right(username="zhang", password=PASSWORD):
+    return AccessRequest("bras-1", username, "pap", password=password.encode())
+
+
+def test_decide_now_decides_only_from_what_is_remembered(setting):
+    assert setting.policy.decide_now(right()) is None, "nothing remembered yet"
+    assert (setting.threads.verifications, setting.store.transactions) == (0, 0)
+    accepted = setting.pap()
+    assert setting.policy.decide_now(right()) is accepted, "the same decision, kept"
+    assert (setting.threads.verifications, setting.store.transactions) == (1, 1)
+    assert setting.policy.decide_now(right(password="not-it")) is None, "a wrong password goes to argon2"
+    assert setting.threads.verifications == 1
+    setting.clock.advance(setting.directory.ttl)
+    assert setting.policy.decide_now(right()) is None, "the account's state expired"
+
+
+def test_decide_now_refuses_what_needs_no_password(setting):
+    setting.pap("nobody")
+    assert setting.policy.decide_now(right("nobody")) == AccessDecision.reject("bad_password")
+    for n in range(3):
+        setting.pap(password=f"guess-{n}")
+    setting.directory.get("zhang")
+    assert setting.policy.decide_now(right()) == AccessDecision.reject("locked")
+
+
+def test_decide_now_leaves_failed_logins_to_authenticate(setting):
+    setting.pap()
+    setting.pap(password="guess-1")
+    setting.directory.get("zhang")
+    assert setting.policy.decide_now(right()) is None, "the failed login must be cleared in the store"
+    assert setting.pap().accepted
+    assert setting.change(a.account, "zhang").failed_logins == 0
+
+
+def test_decide_now_sees_a_change_once_the_state_is_read_again(setting):
+    setting.pap()
+    setting.change(a.set_enabled, "zhang", False)
+    setting.directory.forget("zhang")
+    setting.directory.get("zhang")
+    assert setting.policy.decide_now(right()) == AccessDecision.reject("disabled")
+    setting.online("zhang")
+    setting.change(a.set_enabled, "zhang", True)
+    setting.directory.forget("zhang")
+    setting.directory.get("zhang")
+    assert setting.policy.decide_now(right()).reason == "already_online"

@@ -25,6 +25,7 @@ from callcenter.radius.clients import RadiusClient, RadiusClients
 from callcenter.radius.dictionary import STANDARD_DICTIONARY, load_dictionary
 from callcenter.radius.interfaces import IAccessPolicy
 from callcenter.radius.model import AccessDecision
+from callcenter.radius import protocol as protocol_module
 from callcenter.radius.protocol import AuthenticationProtocol, reveal_password, signed_reply, split_text
 from outcomes import CapturedLog
 
@@ -547,3 +548,232 @@ def test_listening_raises_the_receive_buffer(policy):
         assert size >= 4 * 1024 * 1024
     finally:
         yield port.stopListening()
+
+
+# -- the fast path: decisions from the policy's memory, answers made here
+
+
+class RememberingPolicy(MemoryPolicy):
+    """MemoryPolicy, with decide_now answering C{remembered} (a decision, None, or an exception to raise)."""
+
+    def __init__(self):
+        super().__init__()
+        self.remembered = None
+        self.asked_now = []
+
+    def decide_now(self, request):
+        self.asked_now.append(request)
+        if isinstance(self.remembered, Exception):
+            raise self.remembered
+        return self.remembered
+
+
+@pytest.fixture
+def remembering(clock):
+    policy = RememberingPolicy()
+    server = AuthenticationProtocol(make_clients(), policy, clock, dictionary=DICTIONARY)
+    server.makeConnection(DatagramTransport())
+    return server, policy
+
+
+def test_a_decision_from_the_policys_memory_is_answered_without_authenticate(remembering):
+    server, policy = remembering
+    policy.remembered = AccessDecision(True, session_timeout=60, reply_message="remembered")
+    request, datagram = access_request(NAS_IP_Address="10.1.0.1", NAS_Port=3)
+    server.datagramReceived(datagram, NAS)
+    reply = the_answer(server, request)
+    assert reply["Session-Timeout"] == [60] and reply["Reply-Message"] == ["remembered"]
+    assert policy.requests == []
+    [asked] = policy.asked_now
+    assert (asked.user_name, asked.password, asked.nas_ip, asked.nas_port) == ("investor", b"right", "10.1.0.1", 3)
+    assert count(server, "accept", "bras-1") == 1
+    server.datagramReceived(datagram, NAS)
+    assert answers(server)[1][0] == answers(server)[0][0] and len(policy.asked_now) == 1
+    assert count(server, "duplicate_answered") == 1
+
+
+def test_when_the_policys_memory_cannot_decide_authenticate_does(remembering):
+    server, policy = remembering
+    request, datagram = access_request(password="wrong")
+    server.datagramReceived(datagram, NAS)
+    assert the_answer(server, request).code == radius.AccessReject
+    assert len(policy.asked_now) == 1 and len(policy.requests) == 1
+
+
+def test_a_policy_whose_memory_raises_costs_only_the_request(remembering):
+    server, policy = remembering
+    policy.remembered = RuntimeError("bug")
+    request, datagram = access_request()
+    with CapturedLog() as log:
+        server.datagramReceived(datagram, NAS)
+    assert answers(server) == [] and count(server, "policy_failed") == 1
+    assert log.formats("not answered, the NAS will retry")
+    policy.remembered = None
+    server.datagramReceived(datagram, NAS)
+    assert the_answer(server, request).code == radius.AccessAccept, "the retry is a new request"
+
+
+def test_the_policy_is_not_asked_for_requests_rejected_from_the_packet(remembering):
+    server, policy = remembering
+    request, datagram = access_request(user=None)
+    server.datagramReceived(datagram, NAS)
+    assert the_answer(server, request).code == radius.AccessReject
+    assert policy.asked_now == [] and policy.requests == []
+
+
+def pyrad_answer(request, code, decision_attributes):
+    """What pyrad makes of the same answer: CreateReply, the attributes, ReplyPacket."""
+    reply = request.CreateReply()
+    reply.code = code
+    for key, value in decision_attributes:
+        if isinstance(key, int):
+            reply[key] = value
+        else:
+            reply.AddAttribute(key, value)
+    return reply.ReplyPacket()
+
+
+@pytest.mark.parametrize(
+    "decision, code, expected",
+    [
+        (
+            AccessDecision(True, session_timeout=36000, idle_timeout=900, reply_message=WELCOME),
+            radius.AccessAccept,
+            [(27, [b"\x00\x00\x8c\xa0"]), (28, [b"\x00\x00\x03\x84"]), (18, split_text(WELCOME))],
+        ),
+        (AccessDecision(True), radius.AccessAccept, []),
+        (
+            AccessDecision(True, reply_message="剩余时长" * 60, idle_timeout=0),
+            radius.AccessAccept,
+            [(28, [bytes(4)]), (18, split_text("剩余时长" * 60))],
+        ),
+        (AccessDecision.reject("locked", "en"), radius.AccessReject, [(18, [b"Too many wrong passwords: the account is locked."])]),
+        (
+            AccessDecision(True, session_timeout=1, attributes={"Class": b"tier:gold", "Framed-IP-Address": "10.9.8.7"}),
+            radius.AccessAccept,
+            [(27, [b"\x00\x00\x00\x01"]), ("Class", b"tier:gold"), ("Framed-IP-Address", "10.9.8.7")],
+        ),
+    ],
+    ids=["accept", "bare accept", "long message", "reject", "dictionary attributes"],
+)
+@pytest.mark.parametrize("proxy_states", [[], [b"proxy-one", b"\x00\x01binary"]], ids=["", "proxied"])
+def test_answers_are_byte_for_byte_what_pyrad_makes(clock, decision, code, expected, proxy_states):
+    policy = RememberingPolicy()
+    policy.remembered = decision
+    server = AuthenticationProtocol(make_clients(), policy, clock, dictionary=DICTIONARY)
+    server.makeConnection(DatagramTransport())
+    request, datagram = access_request(**({"Proxy_State": proxy_states} if proxy_states else {}))
+    server.datagramReceived(datagram, NAS)
+    assert answers(server)[0][0] == pyrad_answer(request, code, expected)
+    the_answer(server, request)
+
+
+def test_each_decision_gets_its_own_answer(remembering):
+    server, policy = remembering
+    for n, seconds in enumerate([100, 200, 100]):
+        policy.remembered = AccessDecision(True, session_timeout=seconds)
+        request, datagram = access_request(identifier=n)
+        server.datagramReceived(datagram, NAS)
+        assert request.CreateReply(packet=answers(server)[-1][0])["Session-Timeout"] == [seconds]
+
+
+def test_answers_kept_encoded_are_bounded(remembering, monkeypatch):
+    monkeypatch.setattr(protocol_module, "MOST_ENCODED", 2)
+    server, policy = remembering
+    for n in range(5):
+        policy.remembered = AccessDecision(True, session_timeout=n)
+        request, datagram = access_request(identifier=n)
+        server.datagramReceived(datagram, NAS)
+        assert request.CreateReply(packet=answers(server)[-1][0])["Session-Timeout"] == [n]
+        assert len(server._encoded) <= 2
+
+
+def test_an_answer_over_4096_octets_is_not_sent(server, policy):
+    policy.decision = AccessDecision(True, reply_message="x" * (17 * 253))
+    with CapturedLog():
+        server.datagramReceived(access_request()[1], NAS)
+    assert answers(server) == [] and count(server, "error") == 1
+
+
+class FakeSocket:
+    """What the listener uses of a Port's socket; C{error} is raised by the next sendto."""
+
+    def __init__(self):
+        self.sent = []
+        self.error = None
+        self.buffer = 0
+
+    def setsockopt(self, level, option, value):
+        self.buffer = value
+
+    def getsockopt(self, level, option):
+        return self.buffer
+
+    def sendto(self, data, address):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        self.sent.append((data, address))
+
+
+class SocketTransport:
+    """A listening Port, as far as the listener sees one."""
+
+    def __init__(self):
+        self.socket = FakeSocket()
+        self.written = []
+
+    def write(self, data, address):
+        self.written.append((data, address))
+
+
+@pytest.fixture
+def on_socket(clock, policy):
+    server = AuthenticationProtocol(make_clients(), policy, clock, dictionary=DICTIONARY)
+    transport = SocketTransport()
+    server.makeConnection(transport)
+    return server, transport
+
+
+def test_answers_leave_by_the_sockets_sendto(on_socket):
+    server, transport = on_socket
+    request, datagram = access_request()
+    server.datagramReceived(datagram, NAS)
+    [(data, address)] = transport.socket.sent
+    assert address == NAS and transport.written == []
+    assert request.VerifyReply(request.CreateReply(packet=data), data, enforce_ma=True)
+
+
+def test_an_answer_the_socket_cannot_send_is_counted_and_dropped(on_socket):
+    server, transport = on_socket
+    transport.socket.error = OSError(105, "No buffer space available")
+    with CapturedLog() as log:
+        server.datagramReceived(access_request(identifier=1)[1], NAS)
+    assert transport.socket.sent == [] and count(server, "send_failed", "bras-1") == 1
+    assert log.formats("dropped a datagram")
+    server.datagramReceived(access_request(identifier=2)[1], NAS)
+    assert len(transport.socket.sent) == 1
+
+
+def test_a_transport_put_in_front_of_the_port_is_written_to(on_socket):
+    server, port = on_socket
+    server.transport = DatagramTransport()
+    server.datagramReceived(access_request()[1], NAS)
+    assert port.socket.sent == [] and len(answers(server)) == 1
+
+
+def test_nothing_is_sent_once_the_port_has_stopped(on_socket, policy):
+    server, transport = on_socket
+    policy.hold = True
+    server.datagramReceived(access_request()[1], NAS)
+    server.doStop()
+    policy.held[0].callback(AccessDecision(True))
+    assert transport.socket.sent == [] and transport.written == []
+
+
+def test_an_access_request_keeps_its_password_out_of_logs_and_cannot_change(server, policy):
+    server.datagramReceived(access_request()[1], NAS)
+    [asked] = policy.requests
+    assert "right" not in repr(asked) and "investor" in repr(asked)
+    with pytest.raises(AttributeError):
+        asked.password = b"other"
