@@ -9,7 +9,14 @@ from zope.interface import Attribute, Interface
 
 
 class IAccessPolicy(Interface):
-    """Decides Access-Requests from the investors' internet accounts."""
+    """
+    Decides Access-Requests from the investors' internet accounts.  A
+    policy may also offer C{decide_now(request)}: the L{AccessDecision}
+    when it can be made from what the policy holds in memory (a password
+    verified recently, the account's row cached), else None; the listener
+    asks it first and answers without a Deferred, falling back to
+    L{authenticate}.  An exception from it costs only that request.
+    """
 
     def authenticate(request):
         """
