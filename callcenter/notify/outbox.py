@@ -113,7 +113,7 @@ class Outbox:
     """
 
     def __init__(self, store, clock, renderer, senders, rates=None, max_attempts=8, backoff=None,
-                 alerts_are_urgent=True, max_batch=64, sweep_seconds=30.0):
+                 alerts_are_urgent=True, max_batch=64, sweep_seconds=30.0, metrics=None):
         self._store = store
         self._clock = clock
         self._renderer = renderer
@@ -123,7 +123,8 @@ class Outbox:
         self.workers = {}
         for sender in senders:
             self.workers[sender.channel] = ChannelWorker(
-                sender, self._record_outcome, clock, rates.get(sender.channel, 0), max_attempts, backoff
+                sender, self._record_outcome, clock, rates.get(sender.channel, 0), max_attempts, backoff,
+                metrics=metrics,
             )
             sender.set_receipt_handler(lambda receipt, channel=sender.channel: self._receipt(channel, receipt))
         self._events = _Coalescing(clock, self._store_happenings)
@@ -137,6 +138,9 @@ class Outbox:
         self.unknown_receipts = 0
         self._sweep_seconds = sweep_seconds
         self._sweeper = None
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.watch(self.workers)
 
     def now(self):
         return datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc)
@@ -279,6 +283,8 @@ class Outbox:
         waiting = []
         for pending in receipts:
             if id(pending.receipt) not in unmatched:
+                if self._metrics is not None and pending.receipt.delivered is not None:
+                    self._metrics.receipt(pending.channel, "delivered" if pending.receipt.delivered else "failed")
                 pending.done.callback(None)
             elif pending.until > now:
                 # Its message's "sent" is not written yet (the first
@@ -287,6 +293,8 @@ class Outbox:
                 waiting.append(pending)
             else:
                 self.unknown_receipts += 1
+                if self._metrics is not None:
+                    self._metrics.receipt(pending.channel, "unknown")
                 _log.info("a delivery receipt for {id}, which is not a message of ours", id=pending.receipt.provider_id)
                 pending.done.callback(None)
         if waiting:

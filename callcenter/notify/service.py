@@ -15,6 +15,7 @@ from callcenter.errors import StartupError
 from callcenter.health import Health
 from callcenter.interfaces import IHealthCheck, IWebAPI
 from callcenter.notify.api import NotificationsAPI
+from callcenter.notify.metrics import NotifyMetrics
 from callcenter.notify.outbox import Outbox
 from callcenter.notify.templates import Renderer, TemplateError
 from callcenter.notify.worker import Backoff
@@ -118,6 +119,7 @@ class NotifyService(MultiService):
             backoff=Backoff(config.retry_first_seconds, config.retry_longest_seconds),
             alerts_are_urgent=config.alerts_override_quiet_hours,
             sweep_seconds=config.sweep_seconds,
+            metrics=NotifyMetrics(context.metrics.registry),
         )
         self._subscriptions = []
 

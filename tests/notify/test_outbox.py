@@ -486,3 +486,27 @@ def test_thousands_of_messages_refused_at_once_do_not_recurse(harness, database)
         worker.add(records.Pending(OutgoingMessage(n, "sms", "x", "hi"), MORNING, 0))
     worker.start()
     assert len(dead) == 5000 and {o.state for o in dead} == {"dead"}
+
+
+def test_attempts_receipts_and_queues_are_on_the_metrics(harness):
+    from prometheus_client import generate_latest
+
+    from callcenter.notify.metrics import NotifyMetrics
+
+    metrics = NotifyMetrics()
+    h = harness(channels=("sms",), metrics=metrics)
+    h.start()
+    h.publish(fill(order_no=1))
+    h.publish(fill(order_no=2))
+    text = generate_latest(metrics.registry).decode()
+    assert 'callcenter_notify_in_flight{channel="sms"} 2.0' in text
+    first, second = h.senders["sms"].sends
+    first[1].callback(Accepted(provider_ids=("m-1",)))
+    second[1].errback(TemporaryFailure("link down"))
+    h.senders["sms"].receipts(Receipt("m-1", True, "DELIVRD"))
+    h.turn()
+    text = generate_latest(metrics.registry).decode()
+    assert 'callcenter_notify_attempts_total{channel="sms",outcome="sent"} 1.0' in text
+    assert 'callcenter_notify_attempts_total{channel="sms",outcome="queued"} 1.0' in text
+    assert 'callcenter_notify_receipts_total{channel="sms",outcome="delivered"} 1.0' in text
+    assert 'callcenter_notify_waiting{channel="sms"} 1.0' in text
