@@ -29,7 +29,7 @@ from callcenter.web.json_api import (
     json_response, query, read_json, text,
 )
 
-__all__ = ["NotificationsAPI"]
+__all__ = ["InvestorNotificationsAPI", "NotificationsAPI"]
 
 STAFF = ("agent", "supervisor", "admin")
 MANAGERS = ("supervisor", "admin")
@@ -225,3 +225,109 @@ class NotificationsAPI:
         )
         found = yield self._store.transaction(records.message_with_history, message_id)
         return json_response(request, 200, _message_json(found, found["history"]))
+
+
+_OWN_SUBSCRIPTION_FIELDS = _SUBSCRIPTION_FIELDS[1:]
+_OWN_UNSUBSCRIBE_FIELDS = _UNSUBSCRIBE_FIELDS[1:]
+
+
+def _trading_unavailable():
+    return APIError(503, "trading_unavailable", "交易服务未启用，无法登录", "the trading subsystem is not enabled: no logins")
+
+
+@implementer(IWebAPI)
+class InvestorNotificationsAPI:
+    """
+    Investors choose their own notifications under
+    C{/api/v1/me/notifications}, logged in as for the trading API (a bearer
+    token from C{POST /api/v1/sessions}): their subscriptions and the
+    messages sent to them.  Changes are audited (channel "web").
+
+    @param components: where the trading subsystem's
+        L{callcenter.trading.interfaces.IInvestorSessions} is found, at
+        each request (the subsystems are built in any order).
+    """
+
+    app = Klein()
+    log = Logger()
+    prefix = "api/v1/me/notifications"
+
+    def __init__(self, store, clock, components):
+        self._store = store
+        self._clock = clock
+        self._components = components
+        self._resource = None
+
+    def resource(self):
+        if self._resource is None:
+            self._resource = AtThePrefixToo(self.app.resource())
+        return self._resource
+
+    def _investor(self, request):
+        from callcenter.trading.interfaces import IInvestorSessions
+
+        sessions = self._components.lookup(IInvestorSessions)
+        if sessions is None:
+            raise _trading_unavailable()
+        return sessions.authenticate(request)
+
+    def _audited(self, request, account, action, detail, work, *args):
+        origin = Origin("web", caller=client_host(request), correlation_id=correlation_id(request))
+        now = datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc)
+
+        def run(connection):
+            result = work(connection, *args)
+            if result:
+                audit.append(connection, origin, action, "ok", account, detail, now=now)
+            return result
+
+        return self._store.transaction(run)
+
+    handle_errors_as_json(app)
+
+    @app.route("/subscriptions", methods=["GET"])
+    @defer.inlineCallbacks
+    def subscriptions(self, request):
+        account = yield self._investor(request)
+        query(request, ())
+        found = yield self._store.transaction(subscriptions_of, account)
+        return json_response(request, 200, {"subscriptions": [s.as_dict() for s in found]})
+
+    @app.route("/subscriptions", methods=["PUT"])
+    @defer.inlineCallbacks
+    def subscribe(self, request):
+        account = yield self._investor(request)
+        query(request, ())
+        wanted = read_json(request, _OWN_SUBSCRIPTION_FIELDS, MAX_BODY_BYTES)
+        try:
+            added = yield self._audited(
+                request, account, "notify_subscribe", dict(wanted), subscribe, account, wanted["channel"],
+                wanted["address"], wanted["events"], wanted["language"], wanted["quiet_hours"],
+            )
+        except SubscriptionError as e:
+            raise APIError(400, "invalid_subscription", f"订阅无效：{e}", f"invalid subscription: {e}")
+        return json_response(request, 200, added.as_dict())
+
+    @app.route("/subscriptions/remove", methods=["POST"])
+    @defer.inlineCallbacks
+    def unsubscribe(self, request):
+        account = yield self._investor(request)
+        query(request, ())
+        wanted = read_json(request, _OWN_UNSUBSCRIBE_FIELDS, MAX_BODY_BYTES)
+        removed = yield self._audited(
+            request, account, "notify_unsubscribe", dict(wanted), unsubscribe, account, wanted["channel"],
+            wanted["address"],
+        )
+        if not removed:
+            raise APIError(404, "subscription_not_found", "没有这个订阅", "no such subscription")
+        return json_response(request, 200, {"removed": True})
+
+    @app.route("/messages", methods=["GET"])
+    @defer.inlineCallbacks
+    def messages(self, request):
+        account = yield self._investor(request)
+        limit = query(request, ("limit",)).get("limit", "20")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise APIError(400, "invalid_field", "应为 1 到 100", "must be from 1 to 100", field="limit")
+        rows = yield self._store.transaction(records.recent_messages, account, None, int(limit))
+        return json_response(request, 200, {"messages": [_message_json(r) for r in rows]})

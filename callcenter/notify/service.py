@@ -14,7 +14,7 @@ from zope.interface import implementer
 from callcenter.errors import StartupError
 from callcenter.health import Health
 from callcenter.interfaces import IHealthCheck, IWebAPI
-from callcenter.notify.api import NotificationsAPI
+from callcenter.notify.api import InvestorNotificationsAPI, NotificationsAPI
 from callcenter.notify.metrics import NotifyMetrics
 from callcenter.notify.outbox import Outbox
 from callcenter.notify.templates import Renderer, TemplateError
@@ -128,6 +128,7 @@ class NotifyService(MultiService):
 
         staff = StaffAuthenticator(context.store, context.clock, in_thread)
         context.components.provide(IWebAPI, NotificationsAPI(context.store, context.clock, staff, self.outbox))
+        context.components.provide(IWebAPI, InvestorNotificationsAPI(context.store, context.clock, context.components))
 
     def startService(self):
         if self._problem is not None:

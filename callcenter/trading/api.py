@@ -8,17 +8,12 @@ Money is integer fen (1 CNY = 100 fen) in every request and response: a
 field holding money ends in C{_fen}, and a float is refused where money is
 expected.  Times are ISO 8601 in China Standard Time (+08:00).
 
-Sessions are bearer tokens (RFC 6750).  Only a token's SHA-256 is stored
-(table C{api_sessions}), so a copy of the database logs nobody in.  A
-session ends after C{idle_timeout} seconds without use; its expiry moves on
-at most once per C{refresh_interval} so that a busy client does not cost a
-database write per request.
+Sessions are bearer tokens (RFC 6750), kept by
+L{callcenter.trading.sessions.InvestorSessions}.
 """
 
 import datetime
-import hashlib
 import re
-import secrets
 
 from klein import Klein
 from twisted.internet import defer
@@ -26,9 +21,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from callcenter.interfaces import IWebAPI
-from callcenter.store.schema import api_sessions
 from callcenter.trading.model import LIMIT, MARKET, SIDES, Origin
 from callcenter.trading.reasons import TradingRefused, reason
+from callcenter.trading.sessions import InvestorSessions
 from callcenter.web.json_api import (
     CST, ROW_ID, APIError, Field, bad_field, choice, client_host, correlation_id, error_response,
     handle_errors_as_json, header, integer, iso_time, json_response, query, read_json, text,
@@ -36,8 +31,6 @@ from callcenter.web.json_api import (
 
 MAX_BODY_BYTES = 64 * 1024
 
-# RFC 6750 §2.1 b64token; secrets.token_urlsafe(32) gives 43 of these.
-_BEARER = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]{1,256}=*)", re.IGNORECASE | re.ASCII)
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -56,20 +49,6 @@ _REFUSAL_STATUS = {
     "order_not_cancellable": 409,
     "duplicate_order": 409,
 }
-
-
-_BEARER_REALM = 'Bearer realm="callcenter"'
-
-
-def _token_required():
-    return APIError(401, "token_required", "请先登录（需要 Authorization: Bearer 令牌）",
-                    "log in first: this needs an Authorization: Bearer token",
-                    headers={"WWW-Authenticate": _BEARER_REALM})
-
-
-def _session_expired():
-    return APIError(401, "session_expired", "登录已失效，请重新登录", "the session has expired or ended: log in again",
-                    headers={"WWW-Authenticate": _BEARER_REALM + ', error="invalid_token"'})
 
 
 _SESSION_FIELDS = (
@@ -142,46 +121,6 @@ _FUNDS_COLUMNS = ("available_fen", "frozen_fen", "market_value_fen", "total_fen"
 _ALERT_COLUMNS = ("rule_id", "code", "exchange", "kind", "threshold", "rearm", "active", "last_fired_at", "created_at")
 
 
-def _token_hash(token):
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-# -- sessions in the store (run in the store's threads)
-
-
-def _open_session(connection, token_hash, fund_account_no, expires_at, now, purge):
-    if purge:
-        connection.execute(api_sessions.delete().where(api_sessions.c.expires_at <= now))
-    connection.execute(api_sessions.insert().values(
-        token_hash=token_hash,
-        fund_account_no=fund_account_no,
-        expires_at=expires_at,
-        created_at=datetime.datetime.fromtimestamp(now, datetime.timezone.utc),
-    ))
-
-
-def _use_session(connection, token_hash, now, idle_timeout, refresh_interval):
-    """The session's fund account, its expiry moved on if last moved C{refresh_interval} ago; None if gone."""
-    row = connection.execute(
-        api_sessions.select().where(api_sessions.c.token_hash == token_hash)
-    ).first()
-    if row is None:
-        return None
-    if row.expires_at <= now:
-        connection.execute(api_sessions.delete().where(api_sessions.c.token_hash == token_hash))
-        return None
-    refreshed_at = row.expires_at - idle_timeout
-    if now - refreshed_at >= refresh_interval:
-        connection.execute(
-            api_sessions.update().where(api_sessions.c.token_hash == token_hash).values(expires_at=now + idle_timeout)
-        )
-    return row.fund_account_no
-
-
-def _close_session(connection, token_hash):
-    connection.execute(api_sessions.delete().where(api_sessions.c.token_hash == token_hash))
-
-
 @implementer(IWebAPI)
 class TradingAPI:
     """
@@ -200,14 +139,13 @@ class TradingAPI:
     log = Logger()
     prefix = "api/v1"
 
-    def __init__(self, trading, store, clock, idle_timeout=1800.0, refresh_interval=60.0, purge_interval=600.0):
+    def __init__(self, trading, store, clock, idle_timeout=1800.0, refresh_interval=60.0, purge_interval=600.0,
+                 sessions=None):
         self._trading = trading
         self._store = store
         self._clock = clock
-        self.idle_timeout = idle_timeout
-        self.refresh_interval = refresh_interval
-        self.purge_interval = purge_interval
-        self._last_purge = None
+        self.sessions = sessions or InvestorSessions(store, clock, idle_timeout, refresh_interval, purge_interval)
+        self.idle_timeout = self.sessions.idle_timeout
         self._resource = None
 
     def resource(self):
@@ -220,31 +158,9 @@ class TradingAPI:
     def _origin(self, request):
         return Origin(channel="web", caller=client_host(request), correlation_id=correlation_id(request))
 
-    def _presented_token_hash(self, request):
-        authorization = header(request, b"authorization")
-        if authorization is None:
-            raise _token_required()
-        match = _BEARER.fullmatch(authorization.strip())
-        if match is None:
-            raise _session_expired()
-        return _token_hash(match.group(1))
-
-    @defer.inlineCallbacks
     def _authenticate(self, request):
         """The fund account of the request's session; L{APIError} 401 without a live one."""
-        account = yield self._store.transaction(
-            _use_session, self._presented_token_hash(request), self._clock.seconds(), self.idle_timeout,
-            self.refresh_interval,
-        )
-        if account is None:
-            raise _session_expired()
-        return account
-
-    def _purge_due(self, now):
-        if self._last_purge is not None and now - self._last_purge < self.purge_interval:
-            return False
-        self._last_purge = now
-        return True
+        return self.sessions.authenticate(request)
 
     # -- errors: every one is a JSON body
 
@@ -271,12 +187,7 @@ class TradingAPI:
                           fund_account_no=body["fund_account_no"], client=origin.caller, reason=refusal.reason.code,
                           cid=origin.correlation_id)
             raise
-        token = secrets.token_urlsafe(32)
-        now = self._clock.seconds()
-        expires_at = now + self.idle_timeout
-        yield self._store.transaction(
-            _open_session, _token_hash(token), investor.fund_account_no, expires_at, now, self._purge_due(now)
-        )
+        token, expires_at = yield self.sessions.open(investor.fund_account_no)
         self.log.info("API session opened for {fund_account_no} from {client}",
                       fund_account_no=investor.fund_account_no, client=origin.caller, cid=origin.correlation_id)
         return json_response(request, 201, {
@@ -297,7 +208,7 @@ class TradingAPI:
     @defer.inlineCallbacks
     def log_out(self, request):
         account = yield self._authenticate(request)
-        yield self._store.transaction(_close_session, self._presented_token_hash(request))
+        yield self.sessions.close(request)
         self.log.info("API session closed for {fund_account_no}", fund_account_no=account,
                       cid=correlation_id(request))
         request.setResponseCode(204)

@@ -124,3 +124,14 @@ class ITradingService(Interface):
 
     def remove_alert_rule(fund_account_no, rule_id, origin):
         """Fires with None."""
+
+
+class IInvestorSessions(Interface):
+    """Investors' API sessions (bearer tokens), shared by every API an investor uses."""
+
+    def authenticate(request):
+        """
+        @return: a Deferred firing with the fund account number of the
+            request's live session, or failing with an
+            L{callcenter.web.json_api.APIError} 401.
+        """

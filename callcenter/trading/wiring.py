@@ -7,9 +7,10 @@ from callcenter.trading.calendar import TradingCalendar, load_holidays
 from callcenter.trading.clock import SimulatedTradingDayClock, SystemTradingClock
 from callcenter.trading.exchange import SimulatedExchange
 from callcenter.trading.fees import FeeSchedule
-from callcenter.trading.interfaces import ITradingService
+from callcenter.trading.interfaces import IInvestorSessions, ITradingService
 from callcenter.trading.marketdata import CsvReplayFeed, RandomWalkFeed
 from callcenter.trading.service import TradingService
+from callcenter.trading.sessions import InvestorSessions
 
 
 def trading_service(config, context):
@@ -40,7 +41,7 @@ def trading_service(config, context):
         fees, logins, after_hours=config.after_hours,
     )
     context.components.provide(ITradingService, service)
-    context.components.provide(
-        IWebAPI, TradingAPI(service, context.store, context.clock, idle_timeout=config.session_idle)
-    )
+    sessions = InvestorSessions(context.store, context.clock, idle_timeout=config.session_idle)
+    context.components.provide(IInvestorSessions, sessions)
+    context.components.provide(IWebAPI, TradingAPI(service, context.store, context.clock, sessions=sessions))
     return service

@@ -21,7 +21,7 @@ from zope.interface import implementer
 from callcenter import passwords
 from callcenter.context import Components
 from callcenter.interfaces import IWebAPI
-from callcenter.notify.api import NotificationsAPI
+from callcenter.notify.api import InvestorNotificationsAPI, NotificationsAPI
 from callcenter.notify.interfaces import IMessageSender
 from callcenter.notify.message import Accepted, PermanentFailure
 from callcenter.notify.outbox import Outbox
@@ -31,6 +31,8 @@ from callcenter.web.service import WebRoot
 from callcenter.web.site import CorrelatedSite
 from callcenter.web.staff_auth import StaffAuthenticator
 from callcenter.trading.events import OrderFilled
+from callcenter.trading.interfaces import IInvestorSessions
+from callcenter.trading.sessions import InvestorSessions
 from investors import add_investor
 from test_outbox import TEMPLATES
 
@@ -99,9 +101,15 @@ def server(running_store):
     api = NotificationsAPI(running_store, reactor, StaffAuthenticator(running_store, reactor, threads), outbox)
     components = Components()
     components.provide(IWebAPI, api)
+    sessions = InvestorSessions(running_store, reactor)
+    components.provide(IInvestorSessions, sessions)
+    components.provide(IWebAPI, InvestorNotificationsAPI(running_store, reactor, components))
     port = reactor.listenTCP(0, CorrelatedSite(WebRoot(components, Resource())), interface="127.0.0.1")
     pool = HTTPConnectionPool(reactor, persistent=False)
-    yield Server(running_store, outbox, sender, f"http://127.0.0.1:{port.getHost().port}/api/v1/notifications", pool)
+    server = Server(running_store, outbox, sender, f"http://127.0.0.1:{port.getHost().port}/api/v1/notifications", pool)
+    server.sessions = sessions
+    server.root = f"http://127.0.0.1:{port.getHost().port}/api/v1"
+    yield server
     pytest_twisted.blockon(outbox.stop())
     pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
     pytest_twisted.blockon(pool.closeCachedConnections())
@@ -172,3 +180,33 @@ def test_a_message_history_and_a_supervisor_retry_of_a_dead_letter(server):
     assert status == 404
     status, body = yield server.request("GET", "/messages?state=lost")
     assert status == 400 and body["error"]["field"] == "state"
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_investor_manages_their_own_subscriptions_with_their_trading_session(server):
+    token, _ = yield server.sessions.open("10010001")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    @defer.inlineCallbacks
+    def mine(method, path, json=None, headers=headers):
+        response = yield treq.request(method, server.root + "/me/notifications" + path, json=json, headers=headers,
+                                      pool=server.pool)
+        return response.code, (yield response.json())
+
+    status, body = yield mine("PUT", "/subscriptions", {"channel": "email", "address": "Me@Example.com",
+                                                         "events": ["fill", "alert"], "language": "en"})
+    assert status == 200 and body["fund_account_no"] == "10010001" and body["address"] == "me@example.com"
+    status, body = yield mine("GET", "/subscriptions")
+    assert [s["channel"] for s in body["subscriptions"]] == ["email"]
+    # Only their own: another account's number in the body is an unknown field.
+    status, body = yield mine("PUT", "/subscriptions", {"fund_account_no": "10010002", "channel": "sms",
+                                                         "address": "+8613800138002"})
+    assert status == 400 and body["error"]["code"] == "unknown_field"
+    status, body = yield mine("GET", "/messages")
+    assert status == 200 and body["messages"] == []
+    status, body = yield mine("POST", "/subscriptions/remove", {"channel": "email", "address": "me@example.com"})
+    assert status == 200
+    status, body = yield mine("GET", "/subscriptions", headers={"Authorization": "Bearer not-a-token"})
+    assert status == 401 and body["error"]["code"] == "session_expired"
+    rows = yield server.store.transaction(lambda c: c.execute(sa.select(audit_log.c.action, audit_log.c.channel)).all())
+    assert [tuple(r) for r in rows] == [("notify_subscribe", "web"), ("notify_unsubscribe", "web")]
