@@ -78,8 +78,11 @@ class Subscription:
         self.subscriber = subscriber
 
     def cancel(self):
-        if self in self._bus._subscriptions:
-            self._bus._subscriptions.remove(self)
+        self._bus._unsubscribe(self)
+
+
+def _nothing(_):
+    return None
 
 
 @implementer(IEventBus)
@@ -94,25 +97,45 @@ class InProcessEventBus:
     log = Logger()
 
     def __init__(self, metrics=None):
-        self._subscriptions = []
+        # A tuple, replaced on (un)subscribing: publish iterates a snapshot
+        # without copying, and a handler may subscribe meanwhile.
+        self._subscriptions = ()
         self._metrics = metrics
+        # Per event type: its subscriptions, and its topic's counter.  A
+        # burst of ten thousand price alerts on one tick is published one
+        # by one, so what publish does per event shows.
+        self._routes = {}
+        self._counters = {}
 
     def subscribe(self, event_type, handler, subscriber):
         subscription = Subscription(self, event_type, handler, subscriber)
-        self._subscriptions.append(subscription)
+        self._subscriptions += (subscription,)
+        self._routes.clear()
         return subscription
 
+    def _unsubscribe(self, subscription):
+        self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+        self._routes.clear()
+
     def publish(self, evt):
+        kind = type(evt)
         if self._metrics is not None:
-            self._metrics.events_published.labels(evt.topic).inc()
-        pending = []
-        for subscription in list(self._subscriptions):
-            if not isinstance(evt, subscription.event_type):
-                continue
-            d = defer.maybeDeferred(subscription.handler, evt)
-            d.addErrback(self._handler_failed, subscription, evt)
-            pending.append(d)
-        return defer.gatherResults(pending).addCallback(lambda _: None)
+            counter = self._counters.get(kind)
+            if counter is None:
+                counter = self._counters[kind] = self._metrics.events_published.labels(evt.topic)
+            counter.inc()
+        route = self._routes.get(kind)
+        if route is None:
+            route = self._routes[kind] = tuple(s for s in self._subscriptions if isinstance(evt, s.event_type))
+        if not route:
+            return defer.succeed(None)
+        if len(route) == 1:
+            return self._deliver(route[0], evt).addCallback(_nothing)
+        return defer.gatherResults([self._deliver(s, evt) for s in route]).addCallback(_nothing)
+
+    def _deliver(self, subscription, evt):
+        d = defer.maybeDeferred(subscription.handler, evt)
+        return d.addErrback(self._handler_failed, subscription, evt)
 
     def _handler_failed(self, failure, subscription, evt):
         if self._metrics is not None:

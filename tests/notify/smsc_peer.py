@@ -21,7 +21,7 @@ DEADLINE = 30
 
 class SMSCProcess:
     def __init__(self, system_id, password, *, port=0, log_path=None, throttle_every=0, refuse=(), hold=(),
-                 receipts=True):
+                 receipts=True, receipt_delay_ms=0):
         self.system_id = system_id
         self.password = password
         self.port = port
@@ -30,6 +30,7 @@ class SMSCProcess:
         self.refuse = tuple(refuse)
         self.hold = tuple(hold)
         self.receipts = receipts
+        self.receipt_delay_ms = receipt_delay_ms
         self.process = None
 
     def argv(self):
@@ -49,6 +50,8 @@ class SMSCProcess:
             argv += ["--hold", ",".join(self.hold)]
         if not self.receipts:
             argv.append("--no-receipts")
+        if self.receipt_delay_ms:
+            argv += ["--receipt-delay", str(self.receipt_delay_ms)]
         return argv
 
     def start(self):

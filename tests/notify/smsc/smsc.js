@@ -4,7 +4,7 @@
 //
 //   node smsc.js --system-id ID --password PW [--port 0] [--log FILE]
 //        [--throttle-every N] [--refuse ADDR,ADDR] [--hold ADDR,ADDR]
-//        [--no-receipts]
+//        [--no-receipts] [--receipt-delay MS]
 //
 // Prints "SMSC listening on 127.0.0.1:PORT" once it listens.  A bind with
 // another account is refused (ESME_RBINDFAIL) and the session closed.
@@ -18,7 +18,8 @@
 // --throttle-every N answers every Nth submit_sm ESME_RTHROTTLED;
 // --refuse answers submits to those addresses ESME_RINVDSTADR; --hold
 // never answers submits to those addresses (the client's timeouts, a
-// crash with submits in flight).
+// crash with submits in flight).  --receipt-delay sends each receipt MS
+// milliseconds after its submit_sm_resp, as a handset's report comes later.
 
 'use strict';
 
@@ -26,7 +27,7 @@ const fs = require('fs');
 const smpp = require('smpp');
 
 function parseArgs(argv) {
-	const options = {port: 0, log: null, throttleEvery: 0, refuse: new Set(), hold: new Set(), receipts: true};
+	const options = {port: 0, log: null, throttleEvery: 0, refuse: new Set(), hold: new Set(), receipts: true, receiptDelay: 0};
 	for (let i = 0; i < argv.length; i++) {
 		const arg = argv[i];
 		const value = () => {
@@ -43,6 +44,7 @@ function parseArgs(argv) {
 		else if (arg === '--refuse') value().split(',').filter(Boolean).forEach(a => options.refuse.add(a));
 		else if (arg === '--hold') value().split(',').filter(Boolean).forEach(a => options.hold.add(a));
 		else if (arg === '--no-receipts') options.receipts = false;
+		else if (arg === '--receipt-delay') options.receiptDelay = Number(value());
 		else throw new Error(`unknown argument ${arg}`);
 	}
 	if (options.systemId === undefined || options.password === undefined) {
@@ -125,6 +127,10 @@ function onSubmit(session, pdu) {
 	}
 	session.send(pdu.response(status === smpp.ESME_ROK ? {message_id: messageId} : {command_status: status}));
 	if (messageId !== null && options.receipts && pdu.registered_delivery & 1) {
+		if (options.receiptDelay > 0) {
+			setTimeout(() => receipt(session, pdu, messageId), options.receiptDelay);
+			return;
+		}
 		receipt(session, pdu, messageId);
 	}
 }
