@@ -33,6 +33,7 @@ import re
 import unicodedata
 
 from callcenter.ivr.pronunciation import replaced_apart, spoken_mandarin
+from callcenter.trading.instruments import english_name
 
 __all__ = ["PREFIX", "StockNamesError", "is_stock_name", "prompt_names", "read_names", "spoken"]
 
@@ -111,7 +112,7 @@ def read_names(path):
             lines[code] = reader.line_num
             zh, en = prompt_names(code)
             names[zh] = row["name_zh"].strip()
-            names[en] = row["name_en"].strip()
+            names[en] = english_name(row["name_zh"], row["name_en"])
     except csv.Error as e:
         problems.append(f"{where}: {e}")
     if problems:
@@ -156,6 +157,8 @@ def _spell(match):
 
 
 def _spoken_english(text):
+    # "*ST" is said "star S T".
+    text = re.sub(r"\*ST\b", "star ST", text)
     words = [EN_RESPELLINGS.get(word, word) for word in text.split()]
     text = " ".join(words)
     # Dots between the letters: espeak-ng spells "C.A.T.L"; "C A T L" it

@@ -14,6 +14,7 @@ from callcenter.notify.subscriptions import active_subscriptions, quiet_until
 from callcenter.notify.templates import TemplateError
 from callcenter.trading.calendar import china_time
 from callcenter.trading.events import AlertFired, OrderFilled, OrderRejected
+from callcenter.trading.instruments import english_name
 from callcenter.trading.money import format_cny
 from callcenter.trading.reasons import reason as trading_reason
 
@@ -69,7 +70,7 @@ def fill_happening(order_no, fund_account_no, code, name_zh, name_en, side, quan
         fields={
             "order_no": order_no,
             "code": code,
-            "names": {"zh": name_zh or code, "en": name_en or name_zh or code},
+            "names": {"zh": name_zh or code, "en": english_name(name_zh or "", name_en or name_zh or code)},
             "side_value": side,
             "side_code": "B" if side == "buy" else "S",
             "quantity": quantity,
@@ -100,7 +101,8 @@ def happening_of(event, alerts_are_urgent=True):
             key=f"alert:{event.rule_id}:{event.correlation_id}",
             fields={
                 "code": event.code,
-                "names": {"zh": event.name_zh or event.code, "en": event.name_en or event.name_zh or event.code},
+                "names": {"zh": event.name_zh or event.code,
+                          "en": english_name(event.name_zh or "", event.name_en or event.name_zh or event.code)},
                 "kind": event.kind,
                 "kind_code": _KIND_CODES.get(event.kind, event.kind),
                 "threshold_text": threshold,

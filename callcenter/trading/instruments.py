@@ -3,6 +3,8 @@ The instrument master as the rules see it: what a stock is, and its price
 band for the day.
 """
 
+import re
+import unicodedata
 from dataclasses import dataclass
 
 # Daily price limit in percent of the previous close, by board; ST stocks
@@ -39,3 +41,19 @@ def price_limits(instrument):
     down = (close * (100 - percent) + 50) // 100
     up = (close * (100 + percent) + 50) // 100
     return down, up
+
+
+_RISK_MARKER = re.compile(r"\*?ST")
+
+
+def english_name(name_zh, name_en):
+    """
+    The English name as said: the exchange's risk warning of the Chinese
+    name (ST, *ST: special treatment, delisting risk) put in front, since
+    the master's English names leave it out and an investor must hear it.
+    """
+    name_en = name_en.strip()
+    marker = _RISK_MARKER.match(unicodedata.normalize("NFKC", name_zh.strip()))
+    if marker is None or name_en.upper().startswith(marker.group().lstrip("*")):
+        return name_en
+    return f"{marker.group()} {name_en}"

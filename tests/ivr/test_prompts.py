@@ -23,6 +23,7 @@ import pytest
 
 from callcenter import cli
 from callcenter.ivr import prompts, stock_names
+from callcenter.trading.instruments import english_name
 from callcenter.ivr.phrases import PHRASES
 from callcenter.ivr.prompts import (
     Espeak,
@@ -493,10 +494,26 @@ def test_mandarin_names_are_made_speakable(written, said):
         ("37 Interactive", "37 Interactive"),
         ("3PEAK", "three peak"),
         ("People's Insurance Company (Group) of China", "People's Insurance Company (Group) of China"),
+        ("*ST Jinzhou Port", "star S.T Jinzhou Port"),
     ],
 )
 def test_english_names_are_made_speakable(written, said):
     assert stock_names.spoken(written, "en") == said
+
+
+@pytest.mark.parametrize(
+    "name_zh, name_en, said",
+    [
+        ("*ST锦港", "Jinzhou Port", "*ST Jinzhou Port"),
+        ("ST科新", "Kexin Development", "ST Kexin Development"),
+        ("ＳＴ通葡", "Tonghua Grape Wine", "ST Tonghua Grape Wine"),
+        ("包钢股份", "Inner Mongolia Baotou Steel Union", "Inner Mongolia Baotou Steel Union"),
+        ("ST中嘉", "ST Zhongjia", "ST Zhongjia"),
+    ],
+)
+def test_english_names_carry_the_risk_warning_of_the_chinese_ones(name_zh, name_en, said):
+    """The master's English names leave out ST / *ST; an investor must hear it in English too."""
+    assert english_name(name_zh, name_en) == said
 
 
 def test_mandarin_phrases_have_misread_words_in_pinyin_but_not_name_readings():
@@ -513,8 +530,9 @@ def test_the_stock_names_are_built_from_the_instruments_file(tmp_path, small, fa
     assert entries["zh/stock-name-600000"]["text"] == "浦发银行"
     assert entries["zh/stock-name-600000"]["spoken"] == "浦发yin2 hang2"
     assert entries["en/stock-name-600000"]["spoken"] == "S.P.D Bank"
-    # Spoken as written: no "spoken".
-    assert "spoken" not in entries["en/stock-name-600190"]
+    # The risk warning the English master leaves out is said.
+    assert entries["en/stock-name-600190"]["text"] == "*ST Jinzhou Port"
+    assert entries["en/stock-name-600190"]["spoken"] == "star S.T Jinzhou Port"
     assert "zh/星S T锦港" in fake.calls and "zh/*ST锦港" not in fake.calls
     path = resolve(str(tmp_path / "pack"), "zh/stock-name-000100")
     assert path == str(tmp_path / "pack" / "zh" / "stock-name-000100.wav")
@@ -530,13 +548,14 @@ def test_stock_names_are_a_cache_too(tmp_path, small, fake, instruments, monkeyp
 
     renamed = dict(INSTRUMENTS, **{"600190": ("ST锦港", "Jinzhou Port")})
     write_instruments(tmp_path / "instruments.csv", renamed)
-    assert build(pack, fake, instruments=instruments).made == ["zh/stock-name-600190"]
-    assert fake.calls == ["zh/S T锦港"]
+    # *ST to ST: both languages say the warning.
+    assert sorted(build(pack, fake, instruments=instruments).made) == ["en/stock-name-600190", "zh/stock-name-600190"]
+    assert sorted(fake.calls) == ["en/S.T Jinzhou Port", "zh/S T锦港"]
 
     # A change of how a name is said remakes it, the text being the same.
     monkeypatch.setitem(stock_names.EN_RESPELLINGS, "Port", "Harbour")
     assert build(pack, fake, instruments=instruments).made == ["en/stock-name-600190"]
-    assert manifest(pack)["en/stock-name-600190"]["spoken"] == "Jinzhou Harbour"
+    assert manifest(pack)["en/stock-name-600190"]["spoken"] == "S.T Jinzhou Harbour"
 
 
 def test_an_instrument_taken_out_of_the_file_loses_its_names(tmp_path, small, fake, instruments):

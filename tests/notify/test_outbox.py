@@ -510,3 +510,11 @@ def test_attempts_receipts_and_queues_are_on_the_metrics(harness):
     assert 'callcenter_notify_attempts_total{channel="sms",outcome="queued"} 1.0' in text
     assert 'callcenter_notify_receipts_total{channel="sms",outcome="delivered"} 1.0' in text
     assert 'callcenter_notify_waiting{channel="sms"} 1.0' in text
+
+
+def test_english_messages_carry_the_risk_warning_of_st_stocks(harness, database):
+    database.transaction(subscribe, "10010001", "sms", "+8613800138000", ["alert"], "en")
+    h = harness(channels=("sms",))
+    h.start()
+    h.publish(alert(code="600190", name_zh="*ST锦港", name_en="Jinzhou Port"))
+    assert h.messages()[0]["body"].startswith("Price alert: *ST Jinzhou Port (600190)")
