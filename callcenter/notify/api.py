@@ -93,6 +93,48 @@ def _account_param(value):
     return value
 
 
+def _audited(store, clock, origin, action, fund_account_no, detail, work, *args):
+    """C{work} in a transaction, audited in it when it changed something."""
+    now = datetime.datetime.fromtimestamp(clock.seconds(), datetime.timezone.utc)
+
+    def run(connection):
+        result = work(connection, *args)
+        if result:
+            audit.append(connection, origin, action, "ok", fund_account_no, detail, now=now)
+        return result
+
+    return store.transaction(run)
+
+
+@defer.inlineCallbacks
+def _subscribed(store, clock, origin, account, wanted):
+    """The subscription added or changed as C{wanted} says, audited; APIError 400 if it is not valid."""
+    detail = {k: wanted[k] for k in ("channel", "address", "events", "language", "quiet_hours")}
+    try:
+        return (yield _audited(
+            store, clock, origin, "notify_subscribe", account, detail, subscribe, account, wanted["channel"],
+            wanted["address"], wanted["events"], wanted["language"], wanted["quiet_hours"],
+        ))
+    except SubscriptionError as e:
+        raise APIError(400, "invalid_subscription", f"订阅无效：{e}", f"invalid subscription: {e}")
+
+
+@defer.inlineCallbacks
+def _unsubscribed(store, clock, origin, account, wanted):
+    removed = yield _audited(
+        store, clock, origin, "notify_unsubscribe", account, {"channel": wanted["channel"], "address": wanted["address"]},
+        unsubscribe, account, wanted["channel"], wanted["address"],
+    )
+    if not removed:
+        raise APIError(404, "subscription_not_found", "没有这个订阅", "no such subscription")
+
+
+def _limit(value, most):
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise APIError(400, "invalid_field", f"应为 1 到 {most}", f"must be from 1 to {most}", field="limit")
+    return int(value)
+
+
 @implementer(IWebAPI)
 class NotificationsAPI:
     """
@@ -116,25 +158,11 @@ class NotificationsAPI:
             self._resource = AtThePrefixToo(self.app.resource())
         return self._resource
 
-    def _now(self):
-        return datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc)
-
     @defer.inlineCallbacks
     def _member(self, request, roles=STAFF):
         member = yield self._staff.authenticate(request, roles)
         return Origin("staff", caller=client_host(request), agent_id=member.agent_id,
                       correlation_id=correlation_id(request))
-
-    def _audited(self, origin, action, fund_account_no, detail, work, *args):
-        now = self._now()
-
-        def run(connection):
-            result = work(connection, *args)
-            if result:
-                audit.append(connection, origin, action, "ok", fund_account_no, detail, now=now)
-            return result
-
-        return self._store.transaction(run)
 
     handle_errors_as_json(app)
 
@@ -156,15 +184,7 @@ class NotificationsAPI:
         origin = yield self._member(request)
         query(request, ())
         wanted = read_json(request, _SUBSCRIPTION_FIELDS, MAX_BODY_BYTES)
-        try:
-            added = yield self._audited(
-                origin, "notify_subscribe", wanted["fund_account_no"],
-                {k: wanted[k] for k in ("channel", "address", "events", "language", "quiet_hours")},
-                subscribe, wanted["fund_account_no"], wanted["channel"], wanted["address"], wanted["events"],
-                wanted["language"], wanted["quiet_hours"],
-            )
-        except SubscriptionError as e:
-            raise APIError(400, "invalid_subscription", f"订阅无效：{e}", f"invalid subscription: {e}")
+        added = yield _subscribed(self._store, self._clock, origin, wanted["fund_account_no"], wanted)
         self.log.info("notifications: {account} subscribed to {channel} by staff {agent}",
                       account=added.fund_account_no, channel=added.channel, agent=origin.agent_id,
                       cid=origin.correlation_id)
@@ -176,13 +196,7 @@ class NotificationsAPI:
         origin = yield self._member(request)
         query(request, ())
         wanted = read_json(request, _UNSUBSCRIBE_FIELDS, MAX_BODY_BYTES)
-        removed = yield self._audited(
-            origin, "notify_unsubscribe", wanted["fund_account_no"],
-            {"channel": wanted["channel"], "address": wanted["address"]},
-            unsubscribe, wanted["fund_account_no"], wanted["channel"], wanted["address"],
-        )
-        if not removed:
-            raise APIError(404, "subscription_not_found", "没有这个订阅", "no such subscription")
+        yield _unsubscribed(self._store, self._clock, origin, wanted["fund_account_no"], wanted)
         return json_response(request, 200, {"removed": True})
 
     # -- messages
@@ -196,10 +210,8 @@ class NotificationsAPI:
         state = wanted.get("state")
         if state is not None and state not in records.STATES:
             raise APIError(400, "invalid_field", "未知状态", f"must be one of {', '.join(records.STATES)}", field="state")
-        limit = wanted.get("limit", "50")
-        if not limit.isdigit() or not 1 <= int(limit) <= 500:
-            raise APIError(400, "invalid_field", "应为 1 到 500", "must be from 1 to 500", field="limit")
-        rows = yield self._store.transaction(records.recent_messages, account, state, int(limit))
+        limit = _limit(wanted.get("limit", "50"), 500)
+        rows = yield self._store.transaction(records.recent_messages, account, state, limit)
         return json_response(request, 200, {"messages": [_message_json(r) for r in rows]})
 
     @app.route(f"/messages/<{ROW_ID}:message_id>", methods=["GET"])
@@ -220,9 +232,8 @@ class NotificationsAPI:
         requeued = yield self._outbox.requeue(message_id)
         if not requeued:
             raise APIError(409, "not_dead", "这条消息不是死信，不能重发", "the message is not a dead letter")
-        yield self._store.transaction(
-            lambda c: audit.append(c, origin, "notify_retry", "ok", None, {"message_id": message_id}, now=self._now())
-        )
+        yield _audited(self._store, self._clock, origin, "notify_retry", None, {"message_id": message_id},
+                       lambda connection: True)
         found = yield self._store.transaction(records.message_with_history, message_id)
         return json_response(request, 200, _message_json(found, found["history"]))
 
@@ -271,17 +282,8 @@ class InvestorNotificationsAPI:
             raise _trading_unavailable()
         return sessions.authenticate(request)
 
-    def _audited(self, request, account, action, detail, work, *args):
-        origin = Origin("web", caller=client_host(request), correlation_id=correlation_id(request))
-        now = datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc)
-
-        def run(connection):
-            result = work(connection, *args)
-            if result:
-                audit.append(connection, origin, action, "ok", account, detail, now=now)
-            return result
-
-        return self._store.transaction(run)
+    def _origin(self, request):
+        return Origin("web", caller=client_host(request), correlation_id=correlation_id(request))
 
     handle_errors_as_json(app)
 
@@ -299,13 +301,7 @@ class InvestorNotificationsAPI:
         account = yield self._investor(request)
         query(request, ())
         wanted = read_json(request, _OWN_SUBSCRIPTION_FIELDS, MAX_BODY_BYTES)
-        try:
-            added = yield self._audited(
-                request, account, "notify_subscribe", dict(wanted), subscribe, account, wanted["channel"],
-                wanted["address"], wanted["events"], wanted["language"], wanted["quiet_hours"],
-            )
-        except SubscriptionError as e:
-            raise APIError(400, "invalid_subscription", f"订阅无效：{e}", f"invalid subscription: {e}")
+        added = yield _subscribed(self._store, self._clock, self._origin(request), account, wanted)
         return json_response(request, 200, added.as_dict())
 
     @app.route("/subscriptions/remove", methods=["POST"])
@@ -314,20 +310,13 @@ class InvestorNotificationsAPI:
         account = yield self._investor(request)
         query(request, ())
         wanted = read_json(request, _OWN_UNSUBSCRIBE_FIELDS, MAX_BODY_BYTES)
-        removed = yield self._audited(
-            request, account, "notify_unsubscribe", dict(wanted), unsubscribe, account, wanted["channel"],
-            wanted["address"],
-        )
-        if not removed:
-            raise APIError(404, "subscription_not_found", "没有这个订阅", "no such subscription")
+        yield _unsubscribed(self._store, self._clock, self._origin(request), account, wanted)
         return json_response(request, 200, {"removed": True})
 
     @app.route("/messages", methods=["GET"])
     @defer.inlineCallbacks
     def messages(self, request):
         account = yield self._investor(request)
-        limit = query(request, ("limit",)).get("limit", "20")
-        if not limit.isdigit() or not 1 <= int(limit) <= 100:
-            raise APIError(400, "invalid_field", "应为 1 到 100", "must be from 1 to 100", field="limit")
-        rows = yield self._store.transaction(records.recent_messages, account, None, int(limit))
+        limit = _limit(query(request, ("limit",)).get("limit", "20"), 100)
+        rows = yield self._store.transaction(records.recent_messages, account, None, limit)
         return json_response(request, 200, {"messages": [_message_json(r) for r in rows]})
