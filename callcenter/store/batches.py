@@ -1,10 +1,11 @@
 """
 Group commit: many small pieces of work in one database transaction, so
 that they share one durable commit (one fsync) instead of queueing for one
-each.  Each piece runs in its own savepoint: one that raises is undone alone
-and its caller gets the exception; the others commit.  Every Deferred fires
-only after the transaction has committed, so an acknowledgement given from
-its callback is as durable as with L{IStore.transaction}.
+each.  By default each piece runs in its own savepoint (L{run_each}): one
+that raises is undone alone and its caller gets the exception; the others
+commit.  Every Deferred fires only after the transaction has committed, so
+an acknowledgement given from its callback is as durable as with
+L{IStore.transaction}.
 
 Work submitted while a batch is being written waits for the next one, which
 starts as soon as the previous commits: under light load a piece of work is
@@ -15,7 +16,11 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 
-def _run_batch(connection, batch):
+def run_each(connection, batch):
+    """
+    The default way to run a batch: each C{(work, args)} in its own
+    savepoint.  Returns each one's result, or its L{Failure}.
+    """
     outcomes = []
     for work, args in batch:
         savepoint = connection.begin_nested()
@@ -35,11 +40,17 @@ class GroupCommitter:
     @param store: the L{IStore} whose transactions carry the batches.
     @param max_batch: the most pieces of work in one transaction, so that
         one transaction never holds the write lock for long.
+    @param run_batch: C{run_batch(connection, [(work, args), ...])} runs a
+        batch in its transaction and returns an outcome (a result or a
+        L{Failure}) for each piece, in order; L{run_each} by default.  A
+        caller whose pieces are cheaper done together passes its own (and
+        keeps one failing piece from failing the others).
     """
 
-    def __init__(self, store, max_batch=256):
+    def __init__(self, store, max_batch=256, run_batch=run_each):
         self._store = store
         self._max_batch = max_batch
+        self._run_batch = run_batch
         self._queue = []
         # Whether the batch loop runs, and its Deferred while it waits for
         # the store; a flag apart, since a store that answers at once
@@ -82,7 +93,7 @@ class GroupCommitter:
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch:]
                 try:
-                    outcomes = yield self._store.transaction(_run_batch, [(work, args) for work, args, _ in batch])
+                    outcomes = yield self._store.transaction(self._run_batch, [(work, args) for work, args, _ in batch])
                 except Exception:
                     failure = Failure()
                     for _, _, d in batch:

@@ -9,9 +9,11 @@ import pytest
 import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
+from callcenter.radius import accounting as accounting_module
 from callcenter.radius import accounts as a
-from callcenter.radius.accounting import AccountingSink
+from callcenter.radius.accounting import AccountingSink, Applied, apply_record, run_records
 from callcenter.radius.directory import AccountDirectory
 from callcenter.radius.model import (
     ACCOUNTING_OFF,
@@ -187,3 +189,131 @@ def test_a_record_without_a_session_id_is_answered_and_ignored(accounting):
     assert (yield accounting.record(INTERIM_UPDATE, None, session_time=5)) == []
     assert (yield accounting.record("Failed", "s1")) == []
     assert accounting.sessions() == [] and accounting.store.transactions == 0
+
+
+# -- records written in one batch (apply_records), as under load
+
+
+def together(accounting, *records):
+    """Write C{records} (keyword arguments of L{Accounting.record}) in one batch; their outcomes."""
+    now = accounting.clock.seconds()
+    batch = []
+    for values in records:
+        values = dict(values)
+        status = values.pop("status")
+        record = AccountingRecord(values.pop("client", "bras-1"), status, values.pop("session_id", "s1"),
+                                  values.pop("user_name", "zhang"), **values)
+        event_time = record.event_time if record.event_time is not None else now
+        batch.append((apply_record, (record, event_time, now)))
+    return accounting.database.transaction(run_records, batch)
+
+
+@pytest.fixture
+def in_few_statements(monkeypatch):
+    """The batch is applied together (L{apply_records}), not a record at a time."""
+    monkeypatch.setattr(accounting_module, "run_each", None)
+
+
+def test_several_records_of_one_session_in_one_batch(accounting, in_few_statements):
+    outcomes = together(
+        accounting,
+        dict(status=START, event_time=START_TIME, nas_ip="10.0.0.1"),
+        dict(status=INTERIM_UPDATE, session_time=600, input_octets=1000, event_time=START_TIME + 600),
+        dict(status=INTERIM_UPDATE, session_time=600, input_octets=1000, event_time=START_TIME + 600),
+        dict(status=INTERIM_UPDATE, session_time=300, input_octets=400, event_time=START_TIME + 300),
+        dict(status=INTERIM_UPDATE, session_time=1200, input_octets=1500, event_time=START_TIME + 1200),
+    )
+    assert [o.usernames for o in outcomes] == [("zhang",)] * 5 and not any(o.disconnect for o in outcomes)
+    assert accounting.usage() == a.Usage("2026-12", 1200, 1500, 0)
+    row = accounting.session()
+    assert (row["session_time"], row["input_octets"], row["nas_ip"]) == (1200, 1500, "10.0.0.1")
+    assert a.as_aware(row["started_at"]) == utc(START_TIME)
+    assert a.as_aware(row["updated_at"]) == utc(START_TIME + 1200)
+    assert len(accounting.sessions()) == 1
+
+
+def test_a_start_after_its_interim_update_in_one_batch_changes_nothing(accounting, in_few_statements):
+    outcomes = together(
+        accounting,
+        dict(status=INTERIM_UPDATE, session_time=300, output_octets=9, framed_ip="100.64.0.7", event_time=START_TIME),
+        dict(status=START, framed_ip="100.64.9.9", event_time=START_TIME - 300),
+    )
+    assert outcomes == [Applied(("zhang",)), Applied()]
+    row = accounting.session()
+    assert a.as_aware(row["started_at"]) == utc(START_TIME - 300) and row["framed_ip"] == "100.64.0.7"
+    assert a.as_aware(row["updated_at"]) == utc(START_TIME)
+    assert accounting.usage() == a.Usage("2026-12", 300, 0, 9)
+
+
+def test_a_stop_and_its_retransmission_in_one_batch_close_once(accounting, in_few_statements):
+    assert together(accounting, dict(status=START, event_time=START_TIME)) == [Applied(("zhang",))]
+    stop = dict(status=STOP, session_time=1800, input_octets=7, terminate_cause="User-Request",
+                event_time=START_TIME + 1800)
+    together(accounting, stop, {**stop, "terminate_cause": "Lost-Carrier", "event_time": START_TIME + 1900},
+             dict(status=STOP, session_id="s2", session_time=60, event_time=START_TIME + 60))
+    row = accounting.session()
+    assert a.as_aware(row["stopped_at"]) == utc(START_TIME + 1800) and row["terminate_cause"] == "User-Request"
+    assert a.as_aware(row["updated_at"]) == utc(START_TIME + 1900), "as for a record alone"
+    other = accounting.session("s2")
+    assert a.as_aware(other["started_at"]) == utc(START_TIME)
+    assert a.as_aware(other["stopped_at"]) == utc(START_TIME + 60)
+    assert accounting.usage() == a.Usage("2026-12", 1860, 7, 0)
+    assert accounting.database.transaction(a.sessions_online) == []
+
+
+def test_a_bad_record_in_a_batch_fails_alone(accounting):
+    outcomes = together(
+        accounting,
+        dict(status=START, session_id="good-1"),
+        # Beyond a BIGINT: refused by the database.
+        dict(status=START, session_id="bad", nas_port=2**70),
+        dict(status=INTERIM_UPDATE, session_id="good-2", session_time=60),
+    )
+    assert outcomes[0] == Applied(("zhang",)) and outcomes[2] == Applied(("zhang",))
+    assert isinstance(outcomes[1], Failure)
+    assert [row.acct_session_id for row in accounting.sessions()] == ["good-1", "good-2"]
+    assert accounting.usage() == a.Usage("2026-12", 60, 0, 0)
+
+
+def test_accounting_on_in_a_batch_closes_what_came_before_it_only(accounting):
+    together(
+        accounting,
+        dict(status=START, session_id="a"),
+        dict(status=ACCOUNTING_ON, session_id=None, user_name=None),
+        dict(status=START, session_id="b"),
+    )
+    closed = {row.acct_session_id: row.terminate_cause for row in accounting.sessions()}
+    assert closed == {"a": "NAS-Reboot", "b": None}
+
+
+def test_in_a_batch_the_records_after_the_quota_is_used_up_give_its_sessions(accounting, in_few_statements):
+    accounting.database.transaction(
+        lambda c: c.execute(internet_usage.insert().values(username="zhang", month="2026-12", seconds=30 * HOUR - 900))
+    )
+    outcomes = together(
+        accounting,
+        dict(status=START, session_id="s1"),
+        dict(status=START, session_id="s2", client="bras-2"),
+        dict(status=INTERIM_UPDATE, session_id="s1", session_time=600),
+        dict(status=INTERIM_UPDATE, session_id="s1", session_time=900),
+        dict(status=INTERIM_UPDATE, session_id="s2", client="bras-2", session_time=5),
+        dict(status=START, session_id="s3", user_name="nobody"),
+    )
+    assert [[(s.client, s.acct_session_id) for s in o.disconnect] for o in outcomes] == [
+        [], [], [], [("bras-1", "s1"), ("bras-2", "s2")], [("bras-1", "s1"), ("bras-2", "s2")], []
+    ]
+    assert outcomes[5] == Applied(("nobody",))
+
+
+@pytest_twisted.inlineCallbacks
+def test_records_queued_together_are_written_together_and_each_answered(accounting):
+    first = accounting.record(START, "s0")
+    records = [accounting.record(INTERIM_UPDATE, "s1", session_time=n * 10) for n in range(1, 6)]
+    records.append(accounting.record(START, "s2", "bras-2", nas_port=2**70))
+    records.append(accounting.record(STOP, "s1", session_time=100))
+    assert (yield first) == []
+    results = yield defer.DeferredList(records, consumeErrors=True)
+    assert [ok for ok, _ in results] == [True] * 5 + [False, True]
+    assert accounting.usage() == a.Usage("2026-12", 100, 0, 0)
+    assert [row.acct_session_id for row in accounting.sessions()] == ["s0", "s1"]
+    assert accounting.store.transactions <= 3
