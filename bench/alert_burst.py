@@ -22,9 +22,9 @@ the SMSC logged its submit_sm (node's Date.now(), the same clock).  So a
 latency covers: publishing the events, rendering 10,000 texts, storing
 the messages durably (group commit), the workers' window and the SMPP
 link, up to the SMSC's socket.  Receipts are on: the SMSC sends one per
-message, at once by default (the server records them as they come, which
-competes for the same core and store), or --receipt-delay ms later, as a
-real SMSC does once the handset has the message.
+message --receipt-delay ms after accepting it (3 s by default: a real SMSC
+reports a handset's delivery seconds later), or with 0 at once, into the
+burst, where handling 10,000 deliver_sm competes with the sending.
 
 Printed per run: the burst size, latency p50/p90/p99/max, the time until
 the last submit_sm and until every message is "delivered" in the store,
@@ -211,8 +211,9 @@ def main():
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--delay", type=float, default=15.0, help="seconds from the first tick to the burst")
-    parser.add_argument("--receipt-delay", type=int, default=0, metavar="MS",
-                        help="the SMSC sends each receipt this long after accepting the message (0: at once)")
+    parser.add_argument("--receipt-delay", type=int, default=3000, metavar="MS",
+                        help="the SMSC sends each receipt this long after accepting the message, as a real one "
+                             "reports the handset's delivery (default 3000; 0: at once, into the burst)")
     parser.add_argument("--postgres", action="store_true", help="the store on PostgreSQL (a throwaway server, fsync on)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the server through the burst, samples kept in DIR")
     parser.add_argument("--quiet", type=float, default=15.0)
