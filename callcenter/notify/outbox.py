@@ -243,12 +243,13 @@ class Outbox:
         def requeued(connection, now):
             if not records.requeue_dead(connection, message_id, now):
                 return None
-            return [p for p in records.pending_messages(connection, list(self.workers)) if p.message.message_id == message_id]
+            # Empty when its channel is not configured: queued all the same.
+            return records.pending_messages(connection, list(self.workers), message_id=message_id)
 
         d = self._committer.submit(requeued, self.now())
 
         def queued(found):
-            if not found:
+            if found is None:
                 return False
             self._dispatch_all(found)
             return True

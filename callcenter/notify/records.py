@@ -151,7 +151,7 @@ def _outgoing(message_id, row):
     )
 
 
-def pending_messages(connection, channels, due_by=None):
+def pending_messages(connection, channels, due_by=None, message_id=None):
     """
     The queued messages of C{channels} (due by C{due_by}, if given), oldest
     first: what a restart sends (again), and what a sweep finds queued by
@@ -164,6 +164,8 @@ def pending_messages(connection, channels, due_by=None):
     )
     if due_by is not None:
         query = query.where(notify_messages.c.not_before <= due_by)
+    if message_id is not None:
+        query = query.where(notify_messages.c.message_id == message_id)
     rows = connection.execute(query)
     return [Pending(_outgoing(row.message_id, row), _aware(row.not_before), row.attempts) for row in rows]
 

@@ -17,6 +17,7 @@ speak over it.  The PIN is checked against its argon2 hash, in a thread.
 from dataclasses import dataclass
 
 from twisted.internet import defer
+from twisted.internet.task import LoopingCall
 
 from callcenter.media import g711
 from callcenter.media.conference import ConferenceRoom, RoomEnded
@@ -158,8 +159,6 @@ class Conferences:
     def _waiting_beeps(self, channel, room):
         if not room.waiting or self._clock is None:
             return None
-        from twisted.internet.task import LoopingCall
-
         beep = _beep(channel.codec.encoding, (440,), 100, 2000)
 
         def maybe_beep():

@@ -26,7 +26,7 @@ from callcenter.trading.reasons import TradingRefused, reason
 from callcenter.trading.sessions import InvestorSessions
 from callcenter.web.json_api import (
     CST, ROW_ID, APIError, Field, bad_field, choice, client_host, correlation_id, error_response,
-    handle_errors_as_json, header, integer, iso_time, json_response, query, read_json, text,
+    handle_errors_as_json, integer, iso_time, json_response, query, read_json, text,
 )
 
 MAX_BODY_BYTES = 64 * 1024

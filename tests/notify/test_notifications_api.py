@@ -6,7 +6,6 @@ behind it is real; its one sender is a test double that accepts or
 refuses at once (the channels' own tests talk to real peers).
 """
 
-import datetime
 
 import pytest
 import pytest_twisted

@@ -204,7 +204,7 @@ def test_a_fill_and_a_price_alert_reach_the_investor_on_every_channel(tmp_path, 
     assert mail["From"].addresses[0].display_name == "演示证券"
     (page,) = until(lambda: terminal.pages, "the fill's page")
     assert page["pager"] == "5550101"
-    assert page["message"].startswith(f"FILL S 600000 500@") and f"ORDER {done['order_no']} 500/500" in page["message"]
+    assert page["message"].startswith("FILL S 600000 500@") and f"ORDER {done['order_no']} 500/500" in page["message"]
     # The SMSC's delivery receipt is recorded; e-mail and pages end at "sent".
     expected = {("fill", "sms"): "delivered", ("fill", "email"): "sent", ("fill", "pager"): "sent"}
     until(lambda: message_states(database, "10010001") == expected, "the states")

@@ -518,3 +518,17 @@ def test_english_messages_carry_the_risk_warning_of_st_stocks(harness, database)
     h.start()
     h.publish(alert(code="600190", name_zh="*ST锦港", name_en="Jinzhou Port"))
     assert h.messages()[0]["body"].startswith("Price alert: *ST Jinzhou Port (600190)")
+
+
+def test_a_dead_letter_of_a_channel_not_configured_is_requeued_all_the_same(harness):
+    """It waits in the store for its channel; staff are told it is queued, not that it was no dead letter."""
+    h = harness(channels=("sms",))
+    h.start()
+    h.publish(fill())
+    email = [r for r in h.messages() if r["channel"] == "email"][0]
+    h.database.transaction(records.record_outcomes, [records.Outcome(email["message_id"], "email", records.DEAD, 1, "x")],
+                           h.outbox.now())
+    requeued = h.outbox.requeue(email["message_id"])
+    h.turn()
+    assert requeued.result is True
+    assert [r["state"] for r in h.messages() if r["channel"] == "email"] == ["queued"]

@@ -12,7 +12,6 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from callcenter.config import Mismatch
-from callcenter.media.conference import ConferenceRoom
 from callcenter.passwords import hash_password, verify_password
 from callcenter.plugins.telephony import ConferenceTable
 from callcenter.telephony.conferences import Conferences, RoomSettings
