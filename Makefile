@@ -10,7 +10,7 @@ CONFIG ?= etc/callcenter.toml
 PYTEST_ARGS ?=
 
 # Debian packages the test suite talks to (real counterparts, not fakes).
-TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng freeradius-utils \
+TEST_DEBIAN_PACKAGES := postgresql sip-tester baresip-core espeak-ng freeradius freeradius-utils \
 	libnet-snpp-perl nodejs postfix
 
 .PHONY: run test test-sqlite test-postgresql install clean

@@ -4,7 +4,7 @@ path (run by hand, not by pytest):
 
     .venv/bin/python bench/radius_protocol.py [--count N] [--rounds N]
         [--policy real|instant] [--transport socket|null] [--users N]
-        [--accounting] [--profile FILE]
+        [--accounting [--sink keep|deferred]] [--profile FILE]
 
 Access-Requests as radclient sends them in bench/radius_vs_freeradius.py
 (PAP, NAS-IP-Address, NAS-Port, Calling-Station-Id, Message-Authenticator;
@@ -27,7 +27,8 @@ distinct packets) go to AuthenticationProtocol:
   answering at once.
 
 --accounting sends Interim-Updates to AccountingProtocol with a sink that
-keeps nothing instead.  --profile FILE runs one round under cProfile.
+keeps nothing instead, told of each record as AccountingSink.keep is (--sink
+keep, the default) or answering with a Deferred (--sink deferred).  --profile FILE runs one round under cProfile.
 """
 
 import argparse
@@ -65,6 +66,11 @@ class InstantPolicy:
 class InstantSink:
     def record(self, record):
         return defer.succeed(None)
+
+
+class InstantKeepingSink(InstantSink):
+    def keep(self, record, done, context):
+        done([], context)
 
 
 class NullTransport:
@@ -142,6 +148,7 @@ def main():
     parser.add_argument("--transport", choices=("socket", "null"), default="socket")
     parser.add_argument("--account-ttl", type=float, default=3600.0, help="account_cache_seconds")
     parser.add_argument("--accounting", action="store_true")
+    parser.add_argument("--sink", choices=("keep", "deferred"), default="keep")
     parser.add_argument("--profile", metavar="FILE", help="one round under cProfile, its stats kept in FILE")
     args = parser.parse_args()
 
@@ -152,7 +159,8 @@ def main():
     scratch = tempfile.TemporaryDirectory()
     store = None
     if args.accounting:
-        protocol = AccountingProtocol(clients, InstantSink(), reactor, dictionary=dictionary)
+        sink = InstantKeepingSink() if args.sink == "keep" else InstantSink()
+        protocol = AccountingProtocol(clients, sink, reactor, dictionary=dictionary)
     else:
         if args.policy == "real":
             policy, store = real_policy(args.users, args.account_ttl, scratch.name)

@@ -6,7 +6,8 @@ radclient with the same files of distinct packets, on 127.0.0.1.
 
     .venv/bin/python bench/radius_vs_freeradius.py [--users 500] [--packets 50000]
         [--sessions 20000] [--runs 5] [--chunk 2500] [--database sqlite postgresql]
-        [--freeradius-accounting detail|null] [--profile DIR] [--keep]
+        [--only auth|acct] [--freeradius-accounting detail|null] [--no-freeradius-sql]
+        [--profile DIR] [--keep]
 
 The load is radclient ``-q -s -p 250 -f FILE`` (PEERS.md): one socket, 250
 requests in flight, files of DISTINCT packets (a server answers repeated
@@ -50,10 +51,22 @@ its ``detail`` file (appended, not fsynced) before answering, or with
 --freeradius-accounting null answers without recording anything.  A
 warm-up pass of a tenth of the sessions goes first.
 
+Like for like, a second FreeRADIUS ("freeradius-sql", unless
+--no-freeradius-sql) keeps accounting as a deployment that must not lose
+it would: rlm_sql with Debian's queries for the phase's database
+(radacct: an INSERT for a Start, an UPDATE for an Interim-Update or Stop,
+each committed before the answer), after the acct_unique policy, its pool
+of up to 32 connections; on SQLite a file in WAL mode with
+synchronous=FULL (as ours), on PostgreSQL a database of its own on the
+same server as ours (fsync on).  It keeps the session only, where ours
+also adds up the month's usage.  It is measured in the accounting passes
+alongside the others, and its radacct counted at the end of the phase.
+
 --database: our server on SQLite (a file in the scratch directory) and/or on
 PostgreSQL (a throwaway server started by tests/postgres.py, fsync on).
 Each is its own server process, set up, warmed up and measured in turn,
-with FreeRADIUS measured alongside in the same phase.
+with FreeRADIUS measured alongside in the same phase.  With --only acct no
+Access-Request warm-up is made (accounting verifies no password).
 
 Recorded with every pass: the server's CPU (every thread, from
 /proc/PID/task/*/schedstat; for ours also the reactor thread apart from the
@@ -355,6 +368,7 @@ server bench {{
 		}}
 	}}
 	preacct {{
+		{preacct}
 	}}
 	accounting {{
 		{accounting}
@@ -371,11 +385,93 @@ def _reply_message(remaining_seconds):
     return welcome("zh", remaining_seconds)
 
 
-def freeradius_config(directory, users, auth_port, acct_port, accounting):
+# rlm_sql as Debian's mods-available/sql has it, the queries of the
+# dialect (an INSERT for a Start, an UPDATE for an Interim-Update or a
+# Stop, each committed on its own), a pool of up to 32 connections.
+FREERADIUS_SQL = """\
+sql {{
+	dialect = "{dialect}"
+	driver = "rlm_sql_${{dialect}}"
+	sqlite {{
+		filename = "{sqlite_file}"
+		busy_timeout = 10000
+	}}
+{server}
+	radius_db = "{database}"
+	acct_table1 = "radacct"
+	acct_table2 = "radacct"
+	postauth_table = "radpostauth"
+	authcheck_table = "radcheck"
+	groupcheck_table = "radgroupcheck"
+	authreply_table = "radreply"
+	groupreply_table = "radgroupreply"
+	usergroup_table = "radusergroup"
+	delete_stale_sessions = yes
+	pool {{
+		start = 5
+		min = 4
+		max = 32
+		spare = 10
+		uses = 0
+		retry_delay = 30
+		lifetime = 0
+		idle_timeout = 60
+	}}
+	read_clients = no
+	client_table = "nas"
+	group_attribute = "SQL-Group"
+	$INCLUDE ${{modconfdir}}/${{.:name}}/main/${{dialect}}/queries.conf
+}}
+"""
+
+
+def freeradius_sql_store(base, dialect, postgres_url=None):
+    """
+    The radacct table (Debian's schema.sql of the dialect) for FreeRADIUS's
+    rlm_sql, durable as ours: SQLite in WAL mode with synchronous=FULL
+    (SQLite's default, which rlm_sql_sqlite keeps), or a database of its own
+    on our PostgreSQL server (fsync on).  Returns the sql module's settings.
+    """
+    schema_path = os.path.join(FREERADIUS_CONFIG, "mods-config", "sql", "main", dialect, "schema.sql")
+    with open(schema_path) as f:
+        schema = f.read()
+    if dialect == "sqlite":
+        import sqlite3
+
+        path = os.path.join(base, "radacct.sqlite")
+        connection = sqlite3.connect(path)
+        try:
+            connection.executescript(schema)
+            # WAL is kept in the file: every connection of FreeRADIUS's pool has it.
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            synchronous = connection.execute("PRAGMA synchronous").fetchone()[0]
+        finally:
+            connection.close()
+        if mode != "wal" or synchronous != 2:
+            raise RuntimeError(f"FreeRADIUS's SQLite: journal_mode {mode}, synchronous {synchronous} (want wal, 2)")
+        return {"dialect": dialect, "sqlite_file": path, "server": "", "database": "radius", "url": path}
+    import psycopg
+    import sqlalchemy as sa
+
+    from postgres import create_database
+
+    url = sa.engine.make_url(create_database(postgres_url))
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute(schema)
+    server = (f'\tserver = "{url.host}"\n\tport = {url.port}\n\tlogin = "{url.username}"\n'
+              f'\tpassword = "{url.password or ""}"')
+    return {"dialect": dialect, "sqlite_file": "", "server": server, "database": url.database,
+            "url": url.render_as_string(hide_password=False)}
+
+
+def freeradius_config(directory, users, auth_port, acct_port, accounting, sql=None):
     """
     PEERS.md's recipe: Debian's configuration copied, EAP and the stock
     sites removed, one site on the bench's ports, no user/group switch, no
-    proxying; the users in mods-config/files/authorize.
+    proxying; the users in mods-config/files/authorize.  With C{sql}
+    (L{freeradius_sql_store}), accounting goes to rlm_sql instead, after
+    the acct_unique policy (Acct-Unique-Session-Id, which its queries key
+    sessions by) as in Debian's default site.
     """
     conf = os.path.join(directory, "raddb")
     shutil.copytree(FREERADIUS_CONFIG, conf, symlinks=True)
@@ -384,6 +480,9 @@ def freeradius_config(directory, users, auth_port, acct_port, accounting):
         os.remove(site)
     for sub in ("log", "log/radacct", "run"):
         os.makedirs(os.path.join(directory, sub), exist_ok=True)
+    if sql is not None:
+        with open(os.path.join(conf, "mods-enabled", "sql"), "w") as f:
+            f.write(FREERADIUS_SQL.format(**sql))
     path = os.path.join(conf, "radiusd.conf")
     with open(path) as f:
         text = f.read()
@@ -413,10 +512,14 @@ def freeradius_config(directory, users, auth_port, acct_port, accounting):
             f.write(f'{username}\tCleartext-Password := "{password}"\n'
                     f"\tSession-Timeout = {SESSION_TIMEOUT},\n\tIdle-Timeout = {IDLE_TIMEOUT},\n"
                     f'\tReply-Message = "{reply}"\n\n')
+    if sql is not None:
+        accounting, preacct, what = "sql", "acct_unique", f"rlm_sql ({sql['dialect']})"
+    elif accounting == "detail":
+        accounting, preacct, what = "detail", "", "the detail file"
+    else:
+        accounting, preacct, what = "ok", "", "nowhere (ok)"
     site = FREERADIUS_SITE.format(
-        auth_port=auth_port, acct_port=acct_port,
-        accounting="detail" if accounting == "detail" else "ok",
-        accounting_what="the detail file" if accounting == "detail" else "nowhere (ok)",
+        auth_port=auth_port, acct_port=acct_port, accounting=accounting, preacct=preacct, accounting_what=what,
     )
     with open(os.path.join(conf, "sites-enabled", "bench"), "w") as f:
         f.write(site)
@@ -427,16 +530,44 @@ def freeradius_config(directory, users, auth_port, acct_port, accounting):
 
 
 class FreeRadius:
-    name = "freeradius"
+    """
+    FreeRADIUS in C{directory}/C{name}: accounting to its detail file (or
+    nowhere), or with C{sql} to rlm_sql on the database of
+    L{freeradius_sql_store}.
+    """
 
-    def __init__(self, children, directory, users, accounting):
+    def __init__(self, children, directory, users, accounting, name="freeradius", sql=None):
         from _server import free_port
 
+        self.name = name
+        self.sql = sql
+        self._children = children
+        base = os.path.join(directory, name)
+        os.makedirs(base, exist_ok=True)
         self.auth_port, self.acct_port = free_port(), free_port()
-        conf = freeradius_config(directory, users, self.auth_port, self.acct_port, accounting)
-        self.proc = children.start(["freeradius", "-f", "-d", conf], os.path.join(directory, "freeradius.out"))
+        conf = freeradius_config(base, users, self.auth_port, self.acct_port, accounting, sql)
+        self.proc = children.start(["freeradius", "-f", "-d", conf], os.path.join(base, "freeradius.out"))
         self.pid = self.proc.pid
-        self.detail_dir = os.path.join(directory, "log", "radacct")
+        self.detail_dir = os.path.join(base, "log", "radacct")
+
+    def stop(self):
+        self._children.stop(self.proc)
+
+    def sessions(self):
+        """(rows in radacct, of them stopped), for the SQL variant."""
+        query = "SELECT count(*), count(acctstoptime) FROM radacct"
+        if self.sql["dialect"] == "sqlite":
+            import sqlite3
+
+            connection = sqlite3.connect(self.sql["url"])
+            try:
+                return connection.execute(query).fetchone()
+            finally:
+                connection.close()
+        import psycopg
+
+        with psycopg.connect(self.sql["url"]) as connection:
+            return connection.execute(query).fetchone()
 
 
 # -- ours ---------------------------------------------------------------------------
@@ -559,16 +690,19 @@ class Bench:
                                                              f"warm-{secrets.token_hex(3)}"))
         for server in servers:
             # A few in flight, patiently: argon2 takes tens to hundreds of
-            # milliseconds per request on a busy machine.
-            p = radclient(server, "auth", auth, len(self.users), pids, parallel=8, timeout=30, retries=1)
-            log("warm-up " + describe(p))
-            if p.accepted != len(self.users):
-                raise RuntimeError(f"{server.name}: warm-up accepted {p.accepted} of {len(self.users)}")
+            # milliseconds per request on a busy machine.  Not for --only
+            # acct: accounting never verifies a password.
+            if "auth" in self.args.only:
+                p = radclient(server, "auth", auth, len(self.users), pids, parallel=8, timeout=30, retries=1)
+                log("warm-up " + describe(p))
+                if p.accepted != len(self.users):
+                    raise RuntimeError(f"{server.name}: warm-up accepted {p.accepted} of {len(self.users)}")
             if self.args.sessions:
                 p = radclient(server, "acct", acct, 3 * max(1, self.args.sessions // 10), pids)
                 log("warm-up " + describe(p))
 
-    def measure(self, phase, ours, freeradius, pids):
+    def measure(self, phase, ours, freeradius, pids, freeradius_sql=None):
+        """--runs passes of each kind, each server in turn (the order rotating); C{freeradius_sql} for accounting only."""
         args = self.args
         kinds = [k for k in ("auth", "acct") if k in args.only]
         for kind in kinds:
@@ -581,8 +715,11 @@ class Bench:
                     count = 3 * args.sessions
                     paths = self.files(f"acct-{phase}-{run}", accounting_requests(
                         self.users, args.sessions, f"{phase}-{run}-{secrets.token_hex(3)}"))
-                order = (ours, freeradius) if run % 2 == 0 else (freeradius, ours)
-                for server in order:
+                servers = [ours, freeradius]
+                if kind == "acct" and freeradius_sql is not None:
+                    servers.append(freeradius_sql)
+                turn = run % len(servers)
+                for server in servers[turn:] + servers[:turn]:
                     self.quiet(pids)
                     before = ours.counters() if server is ours else None
                     p = radclient(server, kind, paths, count, pids)
@@ -687,11 +824,13 @@ def report(bench):
                   f"| {_median([p.load.loadavg for p in group]):.2f}, "
                   f"{_median([p.load.others_pct for p in group]):.0f}% |")
         ours = [n for n in medians if n.startswith("ours")]
-        if ours and "freeradius" in medians:
-            ratios.append((phase, kind, medians[ours[0]] / medians["freeradius"]))
+        for reference in ("freeradius", "freeradius-sql"):
+            if ours and reference in medians:
+                ratios.append((phase, kind, reference, medians[ours[0]] / medians[reference]))
     print()
-    for phase, kind, ratio in ratios:
-        print(f"ours / FreeRADIUS, {phase} {kind}: {ratio:.2f}")
+    for phase, kind, reference, ratio in ratios:
+        against = "FreeRADIUS (rlm_sql)" if reference == "freeradius-sql" else "FreeRADIUS"
+        print(f"ours / {against}, {phase} {kind}: {ratio:.2f}")
     for (phase, kind), (total, own, inclusive) in bench.profiles.items():
         print()
         print(f"py-spy, ours ({phase}) {kind}: {total} samples")
@@ -713,6 +852,8 @@ def main():
     parser.add_argument("--database", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
     parser.add_argument("--only", nargs="+", choices=("auth", "acct"), default=["auth", "acct"])
     parser.add_argument("--freeradius-accounting", choices=("detail", "null"), default="detail")
+    parser.add_argument("--freeradius-sql", action=argparse.BooleanOptionalAction, default=True,
+                        help="also FreeRADIUS keeping accounting in SQL (rlm_sql) on the phase's database")
     parser.add_argument("--profile", metavar="DIR", help="py-spy one more pass of each kind on ours")
     parser.add_argument("--quiet", type=float, default=30, help="%% of a core others may use before a pass")
     parser.add_argument("--quiet-wait", type=float, default=20, help="at most this many s waiting for --quiet")
@@ -731,7 +872,7 @@ def main():
     children = Children()
     directory = tempfile.mkdtemp(prefix="radius-bench-")
     postgres = None
-    ours = None
+    ours = freeradius_sql = None
     users = make_users(args.users)
     bench = Bench(args, directory, users)
     try:
@@ -756,10 +897,23 @@ def main():
             pids = [freeradius.pid, ours.pid]
             check_answers(ours, users, directory)
             bench.warm_up([ours], pids)
-            bench.measure(database, ours, freeradius, pids)
+            if args.freeradius_sql and "acct" in args.only:
+                sql = freeradius_sql_store(directory, database, postgres.url if postgres is not None else None)
+                freeradius_sql = FreeRadius(children, directory, users, "sql", name=f"freeradius-sql-{database}",
+                                            sql=sql)
+                freeradius_sql.name = "freeradius-sql"  # the same in every phase: the report's column
+                check_answers(freeradius_sql, users, directory)
+                pids.append(freeradius_sql.pid)
+                bench.warm_up([freeradius_sql], pids)
+            bench.measure(database, ours, freeradius, pids, freeradius_sql)
             log(f"{ours.name}: RSS {rss_kb(ours.pid) / 1024:.0f} MiB after the passes")
             ours.stop()
             ours = None
+            if freeradius_sql is not None:
+                rows, stopped = freeradius_sql.sessions()
+                log(f"FreeRADIUS rlm_sql ({database}): {rows} sessions in radacct, {stopped} stopped")
+                freeradius_sql.stop()
+                freeradius_sql = None
         if args.freeradius_accounting == "detail":
             size = sum(os.path.getsize(p) for p in glob.glob(os.path.join(freeradius.detail_dir, "*", "*")))
             log(f"FreeRADIUS detail files: {size / 1e6:.1f} MB")

@@ -35,7 +35,7 @@ class RadiusConfig:
         Text(),
         CHAP_KEY_VARIABLE,
         "The environment variable holding the key (openssl rand -hex 32) that seals the passwords of "
-        "accounts allowed CHAP, which needs them in clear; unset: CHAP is refused.",
+        "accounts allowed CHAP and MS-CHAP, which need them in clear; unset: both are refused.",
     )
     max_attempts: int = setting(
         Integer(1, 100), 5, "Wrong passwords in a row that lock an internet account until staff unlock it."

@@ -27,7 +27,8 @@ and applied again a record at a time, each in its own savepoint, so that
 only the bad record fails.
 
 L{AccountingSink.record} fires with the sessions to disconnect: after the
-record, their user has used up the month's time and they are still online.
+record, their user has used up the month's time and they are still online;
+L{AccountingSink.keep} says the same to a function, without a Deferred.
 The service sends them a Disconnect-Request (L{IDisconnector}); the next
 Interim-Update reports them again if they are still online.
 """
@@ -39,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from callcenter.radius.accounts import ACCOUNT_TIER_USAGE, as_aware, as_utc, month_of, sessions_online
@@ -288,7 +290,8 @@ def _read_sessions(connection, keys):
             chunk = session_ids[first:first + _CHUNK]
             sql = (f"SELECT {', '.join(_READ)} FROM radius_sessions "
                    f"WHERE client = ? AND acct_session_id IN ({', '.join('?' * len(chunk))}){lock}")
-            for row in connection.exec_driver_sql(_driver_sql(connection, sql), (client, *chunk)):
+            # fetchall: one call to the driver; iterating the result fetches row by row.
+            for row in connection.exec_driver_sql(_driver_sql(connection, sql), (client, *chunk)).fetchall():
                 values = dict(zip(_READ, row))
                 for name in ("updated_at", "stopped_at"):
                     values[name] = _read_time(values[name])
@@ -363,9 +366,13 @@ def apply_records(connection, records):
         if username is None:
             marks.append(None)
             continue
-        month = months.get(received_time)
+        # Remembered by the minute (time zones are whole minutes from UTC):
+        # by the second, nearly every record had its own, and month_of
+        # costs as much as the rest of a record's arithmetic.
+        minute = received_time // 60
+        month = months.get(minute)
         if month is None:
-            month = months[received_time] = month_of(received_time)
+            month = months[minute] = month_of(minute * 60)
         added = usage.setdefault((username, month), [0, 0, 0])
         for n, value in enumerate(increase):
             added[n] += value
@@ -463,19 +470,48 @@ class AccountingSink:
         (L{callcenter.radius.accounts.Session}s, often none) to disconnect
         because their user's monthly time is used up.
         """
+        if self._ignored(record):
+            return defer.succeed([])
+        received = self._clock.seconds()
+        event_time = record.event_time if record.event_time is not None else received
+        d = self._committer.submit(apply_record, record, event_time, received)
+        return d.addCallback(self._applied)
+
+    def keep(self, record, done, context):
+        """
+        L{record} without a Deferred, for the accounting listener's
+        thousands a second: C{done(outcome, context)} once C{record} is
+        durable, the outcome the sessions to disconnect (as L{record}
+        fires with), or a L{Failure} if it was not kept.  C{done} may be
+        called before this returns (a record ignored).
+        """
+        if self._ignored(record):
+            done([], context)
+            return
+        received = self._clock.seconds()
+        event_time = record.event_time if record.event_time is not None else received
+        self._committer.submit_then(self._kept, (done, context), apply_record, record, event_time, received)
+
+    def _kept(self, outcome, caller):
+        done, context = caller
+        if not isinstance(outcome, Failure):
+            try:
+                outcome = self._applied(outcome)
+            except Exception:
+                outcome = Failure()
+        done(outcome, context)
+
+    def _ignored(self, record):
         if record.status_type not in (ACCOUNTING_ON, ACCOUNTING_OFF) and (
             record.status_type not in (START, INTERIM_UPDATE, STOP) or not record.session_id
         ):
             # Answered all the same: the NAS would retransmit it forever.
             self.log.warn("accounting record from {client} ignored: {status} without a session id or unknown",
                           client=record.client, status=record.status_type)
-            return defer.succeed([])
-        received = self._clock.seconds()
-        event_time = record.event_time if record.event_time is not None else received
-        d = self._committer.submit(apply_record, record, event_time, received)
-        return d.addCallback(self._applied, record)
+            return True
+        return False
 
-    def _applied(self, applied, record):
+    def _applied(self, applied):
         if self._directory is not None and applied.usernames:
             self._directory.forget(*applied.usernames)
         if applied.disconnect:

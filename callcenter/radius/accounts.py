@@ -3,7 +3,8 @@ Investors' internet accounts, their tiers, sessions and monthly usage.
 
 An internet account belongs to one fund account and has a password of its
 own (never the trading password): its argon2 hash for PAP, and for CHAP
-optionally the password sealed with L{callcenter.radius.chap.ChapSecrets}.
+and MS-CHAP optionally the password sealed with
+L{callcenter.radius.chap.ChapSecrets}.
 Hash and seal before calling these functions, outside the transaction
 (argon2 takes tens of milliseconds on purpose; a write transaction on
 SQLite would hold the database's only write lock that long).

@@ -25,8 +25,13 @@ hash, its password encrypted:
   no clear password; the CLI encrypts when an account is opened with
   C{--chap} or its password changed.
 
-An account without a CHAP secret is refused CHAP (C{method_not_allowed})
-and still logs in with PAP.  Anyone holding both the database and the key
+MS-CHAP (L{callcenter.radius.mschap}) needs the NT hash of the password,
+a password equivalent: it is derived from the same sealed password at each
+MS-CHAP login, and never stored, so the accounts allowed CHAP are those
+allowed MS-CHAP and MS-CHAP adds nothing at rest.
+
+An account without a CHAP secret is refused CHAP and MS-CHAP
+(C{method_not_allowed}) and still logs in with PAP.  Anyone holding both the database and the key
 can read CHAP passwords, which is why CHAP is per account and off by
 default.  Losing the key loses CHAP (not PAP) for every account until
 their passwords are set again.

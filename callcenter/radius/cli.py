@@ -84,6 +84,10 @@ def _internet_change(args, action, work, *work_args):
         database.close()
 
 
+# What the password sealed for CHAP allows (callcenter/radius/mschap.py derives MS-CHAP's NT hash from it).
+CHALLENGE_METHODS = "PAP, CHAP and MS-CHAP"
+
+
 def _sealed(args, username, password, chap):
     return _chap_secrets(args).seal(username, password) if chap else None
 
@@ -98,7 +102,7 @@ def internet_open(args):
         args, "internet_open", open_account, args.fund_account, args.username, hash_password(password), args.tier,
         sealed, args.language,
     )
-    methods = "PAP and CHAP" if opened.chap else "PAP"
+    methods = CHALLENGE_METHODS if opened.chap else "PAP"
     print(f"internet account {opened.username} opened for fund account {opened.fund_account_no}: "
           f"tier {opened.tier}, {methods}, language {opened.language}")
 
@@ -155,7 +159,7 @@ def internet_passwd(args):
     password = _internet_password(args)
     sealed = _sealed(args, args.username, password, chap)
     _internet_change(args, "internet_password", set_password, args.username, hash_password(password), sealed)
-    methods = "PAP and CHAP" if chap else "PAP only"
+    methods = CHALLENGE_METHODS if chap else "PAP only"
     print(f"internet account {args.username}: password set ({methods}), failed logins cleared, unlocked")
 
 
@@ -278,7 +282,7 @@ def internet_show(args):
     print(
         f"internet account {found.username} of fund account {found.fund_account_no}\n"
         f"  {'enabled' if found.enabled else 'disabled'}; tier {tier.name}: {_tier_text(tier)}\n"
-        f"  {'PAP and CHAP' if found.chap else 'PAP only'}; messages in {found.language}; "
+        f"  {CHALLENGE_METHODS if found.chap else 'PAP only'}; messages in {found.language}; "
         f"logins: {found.failed_logins} failed, {locked}\n"
         f"  {used.month}: {_duration(used.seconds)} used{left}; "
         f"{used.input_octets} octets in, {used.output_octets} out\n"
@@ -397,7 +401,8 @@ def register(commands, with_config):
     opening.add_argument("--tier", default="basic", help="quota tier [basic]")
     opening.add_argument(
         "--chap", action="store_true",
-        help="allow CHAP too: keeps the password encrypted with the key in $CALLCENTER_RADIUS_CHAP_KEY",
+        help="allow CHAP and MS-CHAP too: keeps the password encrypted with the key in "
+        "$CALLCENTER_RADIUS_CHAP_KEY",
     )
     opening.add_argument("--language", choices=("zh", "en"), help="of the NAS's messages [the investor's]")
     password_from_stdin(opening)
@@ -410,8 +415,10 @@ def register(commands, with_config):
     passwd = internet_action("passwd", internet_passwd, "set a new internet password, and unlock")
     password_from_stdin(passwd)
     chap = passwd.add_mutually_exclusive_group()
-    chap.add_argument("--chap", dest="chap", action="store_true", default=None, help="allow CHAP from now on")
-    chap.add_argument("--no-chap", dest="chap", action="store_false", help="refuse CHAP from now on")
+    chap.add_argument(
+        "--chap", dest="chap", action="store_true", default=None, help="allow CHAP and MS-CHAP from now on"
+    )
+    chap.add_argument("--no-chap", dest="chap", action="store_false", help="refuse CHAP and MS-CHAP from now on")
     internet_action("tiers", internet_tiers, "list the quota tiers", username=False)
     tier_adding = internet_action("tier-add", internet_tier_add, "add a quota tier, or change one", username=False)
     tier_adding.add_argument("name", metavar="NAME")

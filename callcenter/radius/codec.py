@@ -1,13 +1,14 @@
 """
-The few pieces of the RADIUS wire format on the Access-Request path, made
-for speed: splitting a datagram's attributes, the shared secret's
-cryptography (Message-Authenticator, User-Password, Response
-Authenticator), and the datagram of an answer.
+The few pieces of the RADIUS wire format on the Access-Request and
+Accounting-Request paths, made for speed: splitting a datagram's
+attributes, the shared secret's cryptography (Message-Authenticator,
+User-Password, Request and Response Authenticators), and the datagram of
+an answer.
 
 pyrad stays the codec of everything else (the dictionary, vendor and TLV
-attributes, accounting, Status-Server, Disconnect); its generic decoder and
-encoder cost more than the rest of an Access-Request together.  The tests
-check what is made here against pyrad, byte for byte.
+attributes, Status-Server, Disconnect); its generic decoder and encoder
+cost more than the rest of a request together.  The tests check what is
+made here against pyrad, byte for byte.
 """
 
 import hashlib
@@ -15,6 +16,7 @@ import struct
 from hmac import compare_digest
 
 __all__ = [
+    "ACCOUNTING_RESPONSE",
     "HEADER_LENGTH",
     "MAX_LENGTH",
     "MESSAGE_AUTHENTICATOR",
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 HEADER_LENGTH = 20
+ACCOUNTING_RESPONSE = 5  # RFC 2866 §4.2
 MAX_LENGTH = 4096  # RFC 2865 §3
 PROXY_STATE = 33
 MESSAGE_AUTHENTICATOR = 80
@@ -102,7 +105,7 @@ class SharedSecret:
     this HMAC costs 0.8.
     """
 
-    __slots__ = ("secret", "_inner", "_outer", "_secret_md5")
+    __slots__ = ("secret", "_inner", "_outer", "_secret_md5", "_acknowledgements")
 
     def __init__(self, secret):
         self.secret = secret
@@ -111,6 +114,7 @@ class SharedSecret:
         self._inner = _md5(bytes(octet ^ 0x36 for octet in key))
         self._outer = _md5(bytes(octet ^ 0x5C for octet in key))
         self._secret_md5 = _md5(secret)
+        self._acknowledgements = {}  # Identifier -> a bare Accounting-Response's signed attribute
 
     def sign(self, message):
         """HMAC-MD5 of C{message} keyed with the secret (RFC 2104)."""
@@ -131,6 +135,28 @@ class SharedSecret:
         expected = self.sign(data[:value_at] + _ZEROS + data[value_at + 16:length])
         # hmac.compare_digest: the time taken must not tell how much matched.
         return compare_digest(expected, data[value_at:value_at + 16])
+
+    def verify_accounting_request(self, data, length, signature_at=None):
+        """
+        Whether the first C{length} octets of C{data}, an
+        Accounting-Request, are from a holder of the secret: the Request
+        Authenticator is MD5 over the packet with 16 zero octets in its
+        place, then the secret (RFC 2866 §3); and a Message-Authenticator
+        at C{signature_at} (None: there is none; its Length already known
+        to be 18) is HMAC-MD5 over the packet with both the Request
+        Authenticator and its own value zeroed, as FreeRADIUS and pyrad
+        sign it (the rule RFC 5176 §3.3 gives its requests).
+        """
+        attributes = data[HEADER_LENGTH:length]
+        head = data[:4]
+        expected = _md5(head + _ZEROS + attributes + self.secret).digest()
+        if not compare_digest(expected, data[4:HEADER_LENGTH]):
+            return False
+        if signature_at is None:
+            return True
+        value_at = signature_at + 2
+        signed = self.sign(head + _ZEROS + data[HEADER_LENGTH:value_at] + _ZEROS + data[value_at + 16:length])
+        return compare_digest(signed, data[value_at:value_at + 16])
 
     def reveal_password(self, authenticator, hidden):
         """
@@ -170,6 +196,31 @@ class SharedSecret:
         authenticator = request[4:HEADER_LENGTH]
         signed = _SIGNATURE_HEADER + self.sign(head + authenticator + _UNSIGNED + attributes) + attributes
         return head + _md5(head + authenticator + signed + self.secret).digest() + signed
+
+    def accounting_response(self, request, proxy_states):
+        """
+        The Accounting-Response to C{request} (an Accounting-Request as
+        received): its Identifier, Message-Authenticator first, signed
+        over 16 zero octets in place of the Request Authenticator (as
+        FreeRADIUS signs it, and pyrad checks it), then C{proxy_states}
+        (the request's Proxy-State attributes, whole, in order: RFC 2865
+        §5.33), and the Response Authenticator over the Request
+        Authenticator (RFC 2866 §3).  Without Proxy-State the signed
+        attribute depends on the Identifier alone: made once for each.
+        ValueError if it would be longer than 4096 octets.
+        """
+        identifier = request[1]
+        length = HEADER_LENGTH + 18 + len(proxy_states)
+        if length > MAX_LENGTH:
+            raise ValueError(f"an answer of {length} octets (RFC 2865 §3: at most {MAX_LENGTH})")
+        head = _header(ACCOUNTING_RESPONSE, identifier, length)
+        if proxy_states:
+            signed = _SIGNATURE_HEADER + self.sign(head + _ZEROS + _UNSIGNED + proxy_states) + proxy_states
+        else:
+            signed = self._acknowledgements.get(identifier)
+            if signed is None:
+                signed = self._acknowledgements[identifier] = _SIGNATURE_HEADER + self.sign(head + _ZEROS + _UNSIGNED)
+        return head + _md5(head + request[4:HEADER_LENGTH] + signed + self.secret).digest() + signed
 
 
 def _unmask(block, pad):

@@ -39,6 +39,15 @@ class IAccountingSink(Interface):
         failure means the record was not kept: no answer, the NAS retries.
         """
 
+    def keep(request, done, context):
+        """
+        Optional, for a listener's thousands of records a second: L{record}
+        without a Deferred.  C{done(outcome, context)} is called once the
+        record is durable, with what L{record} fires with, or a
+        L{twisted.python.failure.Failure} if it was not kept; possibly
+        before C{keep} returns.
+        """
+
 
 class IDisconnector(Interface):
     """Asks NASes to end sessions (RFC 5176 Disconnect-Request)."""

@@ -43,7 +43,10 @@ class AccessRequest(NamedTuple):
     configured name).  C{method} is "pap" with C{password} (the decrypted
     User-Password, bytes), or "chap" with C{chap_id}, C{chap_challenge}
     and C{chap_response} (RFC 2865 §2.2: the challenge is CHAP-Challenge,
-    or the Request Authenticator when there is none).
+    or the Request Authenticator when there is none), or "mschap" /
+    "mschapv2" (L{callcenter.radius.mschap}) with the same three (the
+    response's Ident, MS-CHAP-Challenge, the NT-Response) and for
+    version 2 C{peer_challenge}.
 
     Immutable, as a frozen dataclass would be, for a third of the cost of
     making one: one is made for every Access-Request.
@@ -60,6 +63,7 @@ class AccessRequest(NamedTuple):
     nas_identifier: str = None
     nas_port: int = None
     calling_station_id: str = None
+    peer_challenge: bytes = None
 
     def __repr__(self):
         # Never a password in a log line or a traceback.
@@ -72,6 +76,11 @@ class AccessDecision:
     Accept (with C{session_timeout} and C{idle_timeout} seconds, None for
     none) or reject with a reason (a key of L{REJECT_REASONS}).
     C{reply_message} is what the NAS may show the user.
+    C{request_attributes}, when not None, makes attributes that belong to
+    this one request's answer: C{request_attributes(secret,
+    request_authenticator)} returns them encoded, to follow the others
+    (MS-CHAP's, which name the response's Ident and hide the MPPE keys
+    with the client's secret, RFC 2548 §2.4).
     """
 
     accepted: bool
@@ -80,6 +89,7 @@ class AccessDecision:
     session_timeout: int = None
     idle_timeout: int = None
     attributes: dict = field(default_factory=dict)
+    request_attributes: object = None
 
     @classmethod
     def reject(cls, reason, language="zh"):
@@ -87,13 +97,15 @@ class AccessDecision:
         return cls(False, reason=reason, reply_message=en if language == "en" else zh)
 
 
-@dataclass(frozen=True)
-class AccountingRecord:
+class AccountingRecord(NamedTuple):
     """
     An Accounting-Request from C{client}.  Octet counts include the
     Gigawords attributes (RFC 2869 §5.1-2).  C{event_time} is when the NAS
     says it happened (Event-Timestamp, less Acct-Delay-Time), as POSIX
     seconds; None when the NAS sent neither and the time of arrival stands.
+
+    A NamedTuple, as L{AccessRequest}, rather than a frozen dataclass:
+    thousands are made a second and it costs a third as much to build.
     """
 
     client: str

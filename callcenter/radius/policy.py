@@ -8,9 +8,14 @@ In this order:
    that a NAS's login page does not tell which accounts exist;
 2. a locked account (C{max_attempts} wrong passwords in a row, as trading
    logins lock) is C{locked} until staff unlock it or set a new password;
-3. CHAP for an account without a CHAP secret, or a method other than PAP
-   and CHAP, is C{method_not_allowed} (see L{callcenter.radius.chap} for
-   what CHAP requires);
+3. CHAP or MS-CHAP for an account without a CHAP secret, or a method
+   other than PAP, CHAP and MS-CHAP (v1 and v2), is C{method_not_allowed}
+   (see L{callcenter.radius.chap} for what CHAP requires, and
+   L{callcenter.radius.mschap}: MS-CHAP needs the same secret); an
+   MS-CHAP response already accepted once is refused as C{bad_password}
+   without counting (a replay: a NAS draws a new challenge for every
+   login, and resends a lost request as a retransmission, which the
+   duplicate cache answers);
 4. the password: wrong is C{bad_password} and counts towards the lock (the
    attempt that locks is told C{locked});
 5. then, the password being right: C{disabled}, C{quota_exhausted} (the
@@ -19,6 +24,10 @@ In this order:
 6. else accept, with Session-Timeout the time left this month (none when
    unlimited), the tier's Idle-Timeout and a Reply-Message in the
    account's language.
+
+The decision is the same whatever the method; MS-CHAP only adds to its
+answer (MS-CHAP2-Success and the MPPE keys to an accept, MS-CHAP-Error
+to a reject).
 
 Speed.  argon2 costs tens of milliseconds of CPU by design: a few dozen PAP
 checks a second per core, against the thousands of Access-Requests a
@@ -44,6 +53,7 @@ be accepted (as with FreeRADIUS's check against its session table).
 import hashlib
 import hmac
 import os
+from dataclasses import replace
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -56,12 +66,18 @@ from callcenter.radius.chap import ChapSecretError, chap_response_matches
 from callcenter.radius.directory import NOT_CACHED, Expiring
 from callcenter.radius.interfaces import IAccessPolicy
 from callcenter.radius.model import AccessDecision
+from callcenter.radius.mschap import MSCHAP, MSCHAPV2, ms_chap_error, ms_chap_matches, ms_chap_success
 
 __all__ = ["MAX_ATTEMPTS", "AccessPolicy", "welcome"]
 
 MAX_ATTEMPTS = 5
 PAP = "pap"
 CHAP = "chap"
+MS_CHAP = frozenset({MSCHAP, MSCHAPV2})
+# The methods that need the password sealed for CHAP.
+SEALED = frozenset({CHAP}) | MS_CHAP
+# Seconds an accepted MS-CHAP challenge is remembered, to refuse its replay.
+MS_CHAP_REPLAY_SECONDS = 3600.0
 
 
 def _hours_minutes(seconds):
@@ -114,6 +130,8 @@ class AccessPolicy:
         self._verifying = {}  # (username, hash, MAC) -> Deferreds waiting for argon2
         # username -> (state, month, decision); as many as there are accounts
         self._decisions = {}
+        # (username, MS-CHAP challenge) accepted; see L{MS_CHAP_REPLAY_SECONDS}
+        self._ms_chap_accepted = Expiring(clock, max_credentials)
 
     def decide_now(self, request):
         """
@@ -126,15 +144,20 @@ class AccessPolicy:
         state = self._directory.cached(request.user_name)
         if state is NOT_CACHED:
             return None
-        return self._decide_from_memory(request, state)
+        return self._answered(request, state, self._decide_from_memory(request, state))
 
     def authenticate(self, request):
         state = self._directory.cached(request.user_name)
         if state is not NOT_CACHED:
             decision = self._decide_from_memory(request, state)
             if decision is not None:
-                return defer.succeed(decision)
-        return self._authenticate(request, state)
+                return defer.succeed(self._answered(request, state, decision))
+        d = self._authenticate(request, state)
+        if request.method in MS_CHAP:
+            d.addCallback(lambda decided: self._answered(request, *decided))
+        else:
+            d.addCallback(lambda decided: decided[1])
+        return d
 
     def _decide_from_memory(self, request, state):
         refused = self._refused_before_password(request, state)
@@ -147,16 +170,17 @@ class AccessPolicy:
 
     @defer.inlineCallbacks
     def _authenticate(self, request, state):
+        """Fires with (the state, the decision)."""
         if state is NOT_CACHED:
             state = yield self._directory.load(request.user_name)
             refused = self._refused_before_password(request, state)
             if refused is not None:
-                return refused
+                return state, refused
         good = self._known_password(request, state)
         if good is None:
-            if request.method == CHAP:
+            if request.method in SEALED:
                 # Not counted as a wrong password: the key is wrong.
-                return AccessDecision.reject("method_not_allowed", state.language)
+                return state, AccessDecision.reject("method_not_allowed", state.language)
             good = yield self._argon2(state, self._pap_password(request))
         username = state.username
         if not good:
@@ -167,23 +191,47 @@ class AccessPolicy:
             if locked:
                 self.log.info("internet account {username} locked after {attempts} wrong passwords",
                               username=username, attempts=self.max_attempts)
-            return AccessDecision.reject("locked" if locked else "bad_password", state.language)
+            return state, AccessDecision.reject("locked" if locked else "bad_password", state.language)
         if state.failed_logins:
             yield self._store.transaction(clear_failures, username)
             self._directory.forget(username)
-        return self._decide(state)
+        return state, self._decide(state)
 
     def _refused_before_password(self, request, state):
         if state is None:
             return AccessDecision.reject("bad_password")
         if state.locked:
             return AccessDecision.reject("locked", state.language)
-        if request.method == CHAP:
+        if request.method in SEALED:
             if state.chap_secret is None or self._chap is None:
                 return AccessDecision.reject("method_not_allowed", state.language)
+            if request.method in MS_CHAP and self._ms_chap_accepted.get(
+                (state.username, request.chap_challenge)
+            ) is not NOT_CACHED:
+                self.log.warn("a replayed MS-CHAP response for internet account {username} refused",
+                              username=state.username)
+                return AccessDecision.reject("bad_password", state.language)
         elif request.method != PAP:
             return AccessDecision.reject("method_not_allowed", state.language)
         return None
+
+    def _answered(self, request, state, decision):
+        """
+        C{decision} as answered to C{request}: for MS-CHAP, with the
+        attributes of L{callcenter.radius.mschap} added (the success, which
+        needs the password again, or the error).
+        """
+        if decision is None or request.method not in MS_CHAP:
+            return decision
+        if not decision.accepted:
+            return replace(decision, request_attributes=ms_chap_error(request, decision.reason))
+        try:
+            password = self._chap.open(state.username, state.chap_secret)
+        except ChapSecretError:  # it opened to check the response: cannot happen with one key
+            refused = AccessDecision.reject("method_not_allowed", state.language)
+            return replace(refused, request_attributes=ms_chap_error(request, refused.reason))
+        self._ms_chap_accepted.put((state.username, request.chap_challenge), True, MS_CHAP_REPLAY_SECONDS)
+        return replace(decision, request_attributes=ms_chap_success(password, request))
 
     def _decide(self, state):
         """
@@ -234,7 +282,7 @@ class AccessPolicy:
         True or False when known without a thread; None when argon2 must
         say (PAP), or when the CHAP secret cannot be opened.
         """
-        if request.method == CHAP:
+        if request.method in SEALED:
             if request.chap_id is None or not request.chap_challenge or not request.chap_response:
                 return False
             try:
@@ -243,6 +291,8 @@ class AccessPolicy:
                 self.log.warn("the CHAP secret of internet account {username} does not open with the key",
                               username=state.username)
                 return None
+            if request.method in MS_CHAP:
+                return ms_chap_matches(secret, request)
             return chap_response_matches(secret, request.chap_id, request.chap_challenge, request.chap_response)
         remembered = self._verified.get(state.username)
         if remembered is NOT_CACHED or remembered[1] != state.password_hash:

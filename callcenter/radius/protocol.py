@@ -32,19 +32,19 @@ Message-Authenticator, reveals User-Password and makes the answer with
 the client's secret keyed once; the policy is asked first for a decision
 from what it remembers (C{decide_now}), without a Deferred, and only then
 through its Deferred; alike answers are encoded once; answers
-leave by the socket's own C{sendto}.  pyrad does the rest of the wire
-format: the dictionary (enumerated values, the policy's extra reply
-attributes), accounting (L{pyrad.packet.Packet} splits the
-attributes, checks the Request Authenticator and encodes replies, signed
-by L{signed_reply}: byte for byte what pyrad's C{ReplyPacket} makes, for
-half its cost) and Status-Server.  The tests check what the fast path
-makes against pyrad.
+leave by the socket's own C{sendto}.  So is the Accounting-Request path:
+the codec splits the attributes, checks the Request Authenticator and
+Message-Authenticator and makes the Accounting-Response, and a sink that
+offers C{keep} is told of each record without a Deferred.  pyrad does the
+rest of the wire format: the dictionary (enumerated values, the policy's
+extra reply attributes) and Status-Server (replies signed by
+L{signed_reply}: byte for byte what pyrad's C{ReplyPacket} makes, for half
+its cost).  The tests check what the fast paths make against pyrad.
 """
 
 import hashlib
 import hmac
 import socket
-import struct
 
 from pyrad import packet as radius
 from pyrad import tools
@@ -62,6 +62,7 @@ from callcenter.radius.duplicates import PENDING, DuplicateCache
 from callcenter.radius.limits import ClientRateLimiter, LogThrottle
 from callcenter.radius.metrics import RadiusMetrics
 from callcenter.radius.model import AccessDecision, AccessRequest, AccountingRecord
+from callcenter.radius.mschap import VENDOR_SPECIFIC, read_ms_chap
 
 # Attribute codes read on the packet path (RFC 2865 §5, RFC 2866 §5,
 # RFC 2869 §5, RFC 3162 §2).
@@ -94,6 +95,7 @@ NAS_IPV6_ADDRESS = 95
 MAX_TEXT = 253  # octets in one attribute's value (RFC 2865 §5)
 ZERO_AUTHENTICATOR = bytes(16)
 WRONG_SIGNATURE = "Message-Authenticator does not match (wrong secret?)"
+WRONG_REQUEST_AUTHENTICATOR = "Request Authenticator does not match (wrong secret?)"
 # Answers kept encoded (see AuthenticationProtocol._encoding): a few
 # hundred octets each; beyond this many, starting over costs one encoding
 # per kind of answer.
@@ -160,12 +162,6 @@ def split_text(text, limit=MAX_TEXT):
 
 
 # Attribute values, each the first of its kind or None.
-
-
-def _first(pkt, code):
-    """The first value of attribute C{code} in a pyrad packet (read as a dict: pyrad's raw interface)."""
-    values = dict.get(pkt, code)
-    return None if values is None else values[0]
 
 
 def _text(value):
@@ -484,8 +480,13 @@ class AuthenticationProtocol(_RadiusListener):
         chap = values.get(CHAP_PASSWORD)
         if user_name is None:
             return "bad_password"
-        if (hidden is None) == (chap is None):
-            return "method_not_allowed"  # neither PAP nor CHAP (EAP is not served), or both
+        ms_chap = None
+        if hidden is None and chap is None and VENDOR_SPECIFIC in values:
+            ms_chap = read_ms_chap(data)  # RFC 2548: in Microsoft's Vendor-Specific attributes
+            if isinstance(ms_chap, str):
+                return ms_chap
+        if (hidden is None) == (chap is None) and ms_chap is None:
+            return "method_not_allowed"  # neither PAP, CHAP nor MS-CHAP (EAP is not served), or both
         user_name = user_name.decode("utf-8", "replace")
         nas_ip = _nas_address(values.get(NAS_IP_ADDRESS), values.get(NAS_IPV6_ADDRESS))
         nas_identifier = _text(values.get(NAS_IDENTIFIER))
@@ -498,6 +499,11 @@ class AuthenticationProtocol(_RadiusListener):
                 password=secret.reveal_password(authenticator, hidden),
                 nas_ip=nas_ip, nas_identifier=nas_identifier, nas_port=nas_port,
                 calling_station_id=calling_station_id,
+            )
+        if ms_chap is not None:
+            return AccessRequest(
+                client.name, user_name, nas_ip=nas_ip, nas_identifier=nas_identifier, nas_port=nas_port,
+                calling_station_id=calling_station_id, **ms_chap,
             )
         if len(chap) != 17:
             raise ValueError(f"CHAP-Password of {len(chap)} octets (RFC 2865 §5.3: 17)")
@@ -515,6 +521,8 @@ class AuthenticationProtocol(_RadiusListener):
     def _answer(self, decision, secret, request, proxy, key, address, name):
         try:
             code, attributes, outcome = self._encoding(decision)
+            if decision.request_attributes is not None:  # this request's alone (MS-CHAP)
+                attributes += decision.request_attributes(secret.secret, request[4:HEADER_LENGTH])
             data = secret.reply(code, request, proxy + attributes)
         except Exception:
             self._failed(Failure(), key, address, name, outcomes.ERROR, "answering")
@@ -567,6 +575,17 @@ class AccountingProtocol(_RadiusListener):
     """
     Accounting-Requests kept by an L{IAccountingSink} and acknowledged once
     it has them, and Status-Server; on port 1813.
+
+    An Accounting-Request is read straight from the datagram: the
+    attributes split by L{split_attributes}, the Request Authenticator and
+    any Message-Authenticator checked and the Accounting-Response made by
+    the client's L{SharedSecret}, before the record is handed over, so
+    that answering is a write.  pyrad, which read them before, had no
+    dictionary here (vendor and TLV attributes kept raw, never refused):
+    this reads every datagram as it did, and the tests check its answers
+    against pyrad's byte for byte.  Status-Server still goes through pyrad.  A sink with C{keep(record,
+    done, context)} (L{AccountingSink.keep}) is given records that way,
+    without a Deferred each; else through C{record}.
     """
 
     listener = "acct"
@@ -576,98 +595,104 @@ class AccountingProtocol(_RadiusListener):
 
     def __init__(self, clients, sink, clock, **options):
         """
-        @param sink: an L{IAccountingSink}.
+        @param sink: an L{IAccountingSink}, with C{keep} or without.
         @param options: see L{_RadiusListener.__init__}.
         """
         super().__init__(clients, clock, **options)
         self._sink = sink
-        self._status_types = self.dictionary.attributes["Acct-Status-Type"].values
-        self._terminate_causes = self.dictionary.attributes["Acct-Terminate-Cause"].values
+        self._keep = getattr(sink, "keep", None)
+        attributes = self.dictionary.attributes
+        # The dictionary's names of enumerated values, by their encoded value.
+        self._status_types = attributes["Acct-Status-Type"].values.backward
+        self._terminate_causes = attributes["Acct-Terminate-Cause"].values.backward
 
     def _serve(self, client, data, attributes, key, address):
-        pkt = self._decoded(client, data, address)
-        if pkt is None:
+        values, proxy_states, signature_at, signatures = attributes
+        if data[0] == radius.StatusServer:
+            pkt = self._decoded(client, data, address)
+            if pkt is not None:
+                self._status(client, pkt, address)
             return
-        if pkt.code == radius.StatusServer:
-            self._status(client, pkt, address)
-            return
-        # RFC 2866 §3: the Request Authenticator is an MD5 over the packet and the secret.
-        if not pkt.VerifyAcctRequest() or self._message_authenticator(pkt) is False:
-            self._drop(
-                client.name, outcomes.BAD_AUTHENTICATOR, address[0],
-                "Request Authenticator does not match (wrong secret?)",
-            )
+        secret = self._shared_secret(client)
+        if signatures and (signatures != 1 or len(values[MESSAGE_AUTHENTICATOR]) != 16):
+            valid = False
+        else:
+            valid = secret.verify_accounting_request(data, len(data), signature_at)
+        if not valid:
+            self._drop(client.name, outcomes.BAD_AUTHENTICATOR, address[0], WRONG_REQUEST_AUTHENTICATOR)
             return
         try:
-            record = self._record(client, pkt)
-        except (ValueError, struct.error, radius.PacketError) as e:
+            record = self._record(client.name, values)
+            # RFC 2865 §5.33: the answer carries the Proxy-States, in order.
+            response = secret.accounting_response(data, b"" if proxy_states is None else b"".join(proxy_states))
+        except ValueError as e:
             self._drop(client.name, outcomes.MALFORMED, address[0], str(e))
             return
-        # Made now, while pkt holds this request: it takes the Identifier,
-        # Request Authenticator and Proxy-State (RFC 2865 §5.33).
-        reply = pkt.CreateReply()
+        self._hand_over(record, response, key, address, client.name)
+
+    def _hand_over(self, record, response, key, address, name):
+        """C{record} to the sink; C{response} sent once the sink has it."""
         self.duplicates.begin(key)
+        context = (response, key, address, name)
         try:
+            if self._keep is not None:
+                self._keep(record, self._kept, context)
+                return
             d = self._sink.record(record)
         except Exception:
-            d = defer.fail()
-        d.addCallbacks(
-            self._respond,
-            self._failed,
-            callbackArgs=(reply, key, address, client.name),
-            errbackArgs=(key, address, client.name, outcomes.SINK_FAILED, self.asked),
-        )
-
-    def _respond(self, _, reply, key, address, name):
-        try:
-            data = signed_reply(reply, radius.AccountingRequest)
-        except Exception:
-            self._failed(Failure(), key, address, name, outcomes.ERROR, "answering")
+            self._kept(Failure(), context)
             return
-        self.duplicates.complete(key, data)
-        self._write(data, address, name)
+        d.addBoth(self._kept, context)
+
+    def _kept(self, outcome, context):
+        response, key, address, name = context
+        if isinstance(outcome, Failure):
+            self._failed(outcome, key, address, name, outcomes.SINK_FAILED, self.asked)
+            return
+        self.duplicates.complete(key, response)
+        self._write(response, address, name)
         self.metrics.count(self.listener, name, outcomes.ACCOUNTED)
 
-    def _record(self, client, pkt):
-        status = _first(pkt, ACCT_STATUS_TYPE)
+    def _record(self, client, values):
+        """The L{AccountingRecord} of an Accounting-Request's attributes ({code: first value})."""
+        get = values.get
+        status = get(ACCT_STATUS_TYPE)
         if status is None:
             raise ValueError("no Acct-Status-Type (RFC 2866 §5.1)")
-        cause = _first(pkt, ACCT_TERMINATE_CAUSE)
+        cause = get(ACCT_TERMINATE_CAUSE)
         if cause is not None:
-            cause = self._named(self._terminate_causes, cause)
-        event_time = _integer(_first(pkt, EVENT_TIMESTAMP))
-        delay = _integer(_first(pkt, ACCT_DELAY_TIME))
+            cause = _named(self._terminate_causes, cause)
+        event_time = _integer(get(EVENT_TIMESTAMP))
+        delay = _integer(get(ACCT_DELAY_TIME))
         if event_time is None and delay is not None:
             event_time = self._clock.seconds()
         if event_time is not None and delay is not None:
             # RFC 2866 §5.2: how long the NAS has been trying to send this.
             event_time -= delay
         return AccountingRecord(
-            client=client.name,
-            status_type=self._named(self._status_types, status),
-            session_id=_text(_first(pkt, ACCT_SESSION_ID)),
-            user_name=_text(_first(pkt, USER_NAME)),
-            nas_ip=_nas_address(_first(pkt, NAS_IP_ADDRESS), _first(pkt, NAS_IPV6_ADDRESS)),
-            nas_identifier=_text(_first(pkt, NAS_IDENTIFIER)),
-            nas_port=_integer(_first(pkt, NAS_PORT)),
-            framed_ip=_address(_first(pkt, FRAMED_IP_ADDRESS)),
-            calling_station_id=_text(_first(pkt, CALLING_STATION_ID)),
-            session_time=_integer(_first(pkt, ACCT_SESSION_TIME)),
-            input_octets=_octets(_first(pkt, ACCT_INPUT_OCTETS), _first(pkt, ACCT_INPUT_GIGAWORDS)),
-            output_octets=_octets(_first(pkt, ACCT_OUTPUT_OCTETS), _first(pkt, ACCT_OUTPUT_GIGAWORDS)),
-            input_packets=_integer(_first(pkt, ACCT_INPUT_PACKETS)),
-            output_packets=_integer(_first(pkt, ACCT_OUTPUT_PACKETS)),
+            client=client,
+            status_type=_named(self._status_types, status),
+            session_id=_text(get(ACCT_SESSION_ID)),
+            user_name=_text(get(USER_NAME)),
+            nas_ip=_nas_address(get(NAS_IP_ADDRESS), get(NAS_IPV6_ADDRESS)),
+            nas_identifier=_text(get(NAS_IDENTIFIER)),
+            nas_port=_integer(get(NAS_PORT)),
+            framed_ip=_address(get(FRAMED_IP_ADDRESS)),
+            calling_station_id=_text(get(CALLING_STATION_ID)),
+            session_time=_integer(get(ACCT_SESSION_TIME)),
+            input_octets=_octets(get(ACCT_INPUT_OCTETS), get(ACCT_INPUT_GIGAWORDS)),
+            output_octets=_octets(get(ACCT_OUTPUT_OCTETS), get(ACCT_OUTPUT_GIGAWORDS)),
+            input_packets=_integer(get(ACCT_INPUT_PACKETS)),
+            output_packets=_integer(get(ACCT_OUTPUT_PACKETS)),
             terminate_cause=cause,
             event_time=None if event_time is None else float(event_time),
         )
 
-    @staticmethod
-    def _named(values, raw):
-        """The dictionary's name for an enumerated value, else its number as text."""
-        if values.HasBackward(raw):
-            return values.GetBackward(raw)
-        return str(_integer(raw))
 
+def _named(names, raw):
+    """The dictionary's name for an enumerated value, else its number as text."""
+    name = names.get(raw)
+    return str(_integer(raw)) if name is None else name
 
 def _octets(low, gigawords):
     """RFC 2869 §5.1-2: Gigawords counts the times the 32-bit octet counter wrapped."""

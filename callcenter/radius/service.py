@@ -8,6 +8,7 @@ kicked by staff, and the staff's HTTP API (served by the web subsystem).
 from twisted.application.service import MultiService
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from callcenter.config import HostPort
@@ -44,6 +45,18 @@ class QuotaEnforcingSink:
 
     def record(self, record):
         return self._sink.record(record).addCallback(self._disconnect)
+
+    def keep(self, record, done, context):
+        """L{AccountingSink.keep}, then the disconnections: no Deferred per record."""
+        self._sink.keep(record, self._kept, (done, context))
+
+    def _kept(self, outcome, caller):
+        done, context = caller
+        # The record is durable: the NAS is answered whatever the
+        # disconnections do.
+        done(outcome, context)
+        if not isinstance(outcome, Failure):
+            self._disconnect(outcome)
 
     def _disconnect(self, sessions):
         for session in sessions:

@@ -27,6 +27,7 @@ from callcenter.radius.model import (
 from callcenter.radius.policy import AccessPolicy
 from callcenter.store.schema import internet_usage, radius_sessions
 from internet_helpers import NOON, PASSWORD, CountingStore, add_tiers, clock_at, open_internet
+from outcomes import CapturedLog
 
 HOUR = 3600
 START_TIME = NOON.timestamp() - HOUR
@@ -317,3 +318,89 @@ def test_records_queued_together_are_written_together_and_each_answered(accounti
     assert accounting.usage() == a.Usage("2026-12", 100, 0, 0)
     assert [row.acct_session_id for row in accounting.sessions()] == ["s0", "s1"]
     assert accounting.store.transactions <= 3
+
+
+# -- keep: told by a function, without a Deferred per record
+
+
+class Told:
+    """The function given to AccountingSink.keep: what it was told, in order."""
+
+    def __init__(self):
+        self.outcomes = []
+
+    def __call__(self, outcome, context):
+        self.outcomes.append((context, outcome))
+
+
+def keep(accounting, told, context, status, session_id="s1", client="bras-1", user_name="zhang", **values):
+    accounting.sink.keep(AccountingRecord(client, status, session_id, user_name, **values), told, context)
+
+
+@pytest_twisted.inlineCallbacks
+def test_keep_tells_each_record_once_durable_and_a_bad_one_alone(accounting):
+    told = Told()
+    keep(accounting, told, "start", START, "s0")
+    for n in range(1, 4):
+        keep(accounting, told, f"interim {n}", INTERIM_UPDATE, "s1", session_time=n * 10)
+    keep(accounting, told, "bad", START, "s2", "bras-2", nas_port=2**70)  # beyond a BIGINT
+    keep(accounting, told, "stop", STOP, "s1", session_time=100)
+    assert told.outcomes == []  # nothing is durable yet: the store works in its threads
+    yield accounting.sink.idle()
+    assert [context for context, _ in told.outcomes] == ["start", "interim 1", "interim 2", "interim 3", "bad", "stop"]
+    outcomes = dict(told.outcomes)
+    assert isinstance(outcomes.pop("bad"), Failure)
+    assert set(map(repr, outcomes.values())) == {"[]"}
+    assert accounting.usage() == a.Usage("2026-12", 100, 0, 0)
+    assert [row.acct_session_id for row in accounting.sessions()] == ["s0", "s1"]
+    assert accounting.store.transactions <= 3
+
+
+@pytest_twisted.inlineCallbacks
+def test_keep_gives_the_sessions_to_disconnect(accounting):
+    accounting.database.transaction(
+        lambda c: c.execute(internet_usage.insert().values(username="zhang", month="2026-12", seconds=30 * HOUR - 900))
+    )
+    told = Told()
+    keep(accounting, told, 1, START, "s1")
+    keep(accounting, told, 2, INTERIM_UPDATE, "s1", session_time=900)
+    yield accounting.sink.idle()
+    assert told.outcomes[0] == (1, [])
+    assert [(s.client, s.acct_session_id) for s in told.outcomes[1][1]] == [("bras-1", "s1")]
+
+
+def test_keep_of_a_record_ignored_tells_at_once(accounting):
+    told = Told()
+    keep(accounting, told, "no session", INTERIM_UPDATE, None, session_time=5)
+    assert told.outcomes == [("no session", [])] and accounting.store.transactions == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_keep_tells_every_record_of_a_batch_whose_transaction_fails(accounting, monkeypatch):
+    def refused(connection, batch):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(accounting.sink._committer, "_run_batch", refused)
+    told = Told()
+    keep(accounting, told, 1, START, "s1")
+    keep(accounting, told, 2, START, "s2")
+    yield accounting.sink.idle()
+    assert [context for context, _ in told.outcomes] == [1, 2]
+    assert all(isinstance(outcome, Failure) for _, outcome in told.outcomes)
+    assert accounting.sessions() == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_function_that_raises_costs_the_others_nothing(accounting):
+    told = Told()
+
+    def raising(outcome, context):
+        raise RuntimeError("bug in the caller")
+
+    with CapturedLog() as log:
+        keep(accounting, raising, 1, START, "s1")
+        keep(accounting, told, 2, START, "s2")
+        yield accounting.sink.idle()
+    assert told.outcomes == [(2, [])]
+    assert log.formats("the caller's function failed")
+    assert [row.acct_session_id for row in accounting.sessions()] == ["s1", "s2"]

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 from pyrad import packet as radius
-from pyrad.packet import AuthPacket
+from pyrad.packet import AcctPacket, AuthPacket
 
 from callcenter.radius.codec import SharedSecret, attribute, integer_attribute, split_attributes
 from callcenter.radius.dictionary import load_dictionary
@@ -139,3 +139,89 @@ def test_the_secret_is_keyed_once_and_not_changed_by_use():
     shared.sign(b"another")
     shared.reveal_password(bytes(16), bytes(16))
     assert shared.sign(b"message") == first == hmac.new(SECRET, b"message", hashlib.md5).digest()
+
+
+# -- the Accounting-Request path
+
+
+def accounting_request(secret=SECRET, identifier=9, signed=False, **attributes):
+    pkt = AcctPacket(id=identifier, secret=secret, dict=DICTIONARY)
+    pkt["Acct-Status-Type"] = "Interim-Update"
+    pkt["Acct-Session-Id"] = "81000001"
+    pkt["Acct-Session-Time"] = 60
+    for name, value in attributes.items():
+        pkt[name.replace("_", "-")] = value
+    if signed:
+        pkt.add_message_authenticator()
+    return pkt, pkt.RequestPacket()  # the Request Authenticator made here (RFC 2866 §3)
+
+
+def signature_of(data):
+    return split_attributes(data, len(data))[2]
+
+
+def test_an_accounting_request_from_the_secret_verifies():
+    _, data = accounting_request(User_Name="investor")
+    assert split_attributes(data, len(data))[3] == 0
+    assert SharedSecret(SECRET).verify_accounting_request(data, len(data))
+    assert not SharedSecret(b"another-secret").verify_accounting_request(data, len(data))
+    tampered = data.replace(b"\x00\x00\x00\x3c", b"\x00\x00\x00\x3d")  # Acct-Session-Time 60 -> 61
+    assert tampered != data and not SharedSecret(SECRET).verify_accounting_request(tampered, len(tampered))
+
+
+def test_an_accounting_request_is_read_to_its_length_only():
+    _, data = accounting_request()
+    assert SharedSecret(SECRET).verify_accounting_request(data + b"padding", len(data))
+
+
+def test_a_signed_accounting_request_verifies_as_pyrad_verifies_it():
+    pkt, data = accounting_request(signed=True, Proxy_State=b"hop")
+    assert AcctPacket(secret=SECRET, dict=DICTIONARY, packet=data).verify_message_authenticator()
+    assert SharedSecret(SECRET).verify_accounting_request(data, len(data), signature_of(data))
+
+
+def test_a_message_authenticator_from_another_secret_is_refused():
+    # Signed with another secret, then the Request Authenticator made with
+    # the right one: only the Message-Authenticator gives it away.
+    forged = AcctPacket(id=9, secret=b"wrong", dict=DICTIONARY)
+    forged["Acct-Status-Type"] = "Start"
+    forged.add_message_authenticator()
+    forged.RequestPacket()
+    forged.secret = SECRET
+    forged.message_authenticator = False
+    data = forged.RequestPacket()
+    assert SharedSecret(SECRET).verify_accounting_request(data, len(data))  # the Request Authenticator alone
+    assert not SharedSecret(SECRET).verify_accounting_request(data, len(data), signature_of(data))
+
+
+def pyrads_accounting_response(request):
+    reply = request.CreateReply()  # the Identifier, Request Authenticator and Proxy-States
+    reply.add_message_authenticator()  # first
+    return reply.ReplyPacket()
+
+
+@pytest.mark.parametrize("proxy_states", [[], [b"p1"], [b"p1", b"\x00\x01binary", b"x" * 253]])
+@pytest.mark.parametrize("identifier", [0, 9, 255])
+def test_accounting_responses_are_byte_for_byte_what_pyrad_makes(identifier, proxy_states):
+    request, data = accounting_request(identifier=identifier, **({"Proxy_State": proxy_states} if proxy_states else {}))
+    _, proxy, _, _ = split_attributes(data, len(data))
+    ours = SharedSecret(SECRET).accounting_response(data, b"".join(proxy or ()))
+    assert ours == pyrads_accounting_response(request)
+    assert request.VerifyReply(request.CreateReply(packet=ours), ours, enforce_ma=True)
+
+
+def test_a_response_made_once_for_an_identifier_is_right_for_every_request():
+    # Without Proxy-State the signed attribute is remembered per Identifier;
+    # the Response Authenticator is still each request's own.
+    shared = SharedSecret(SECRET)
+    for session_time in (60, 61, 62):
+        request, data = accounting_request(identifier=7, Acct_Session_Time=session_time)
+        assert shared.accounting_response(data, b"") == pyrads_accounting_response(request)
+    request, data = accounting_request(identifier=8)
+    assert shared.accounting_response(data, b"") == pyrads_accounting_response(request)
+
+
+def test_an_accounting_response_over_4096_octets_is_refused():
+    _, data = accounting_request()
+    with pytest.raises(ValueError, match="4096"):
+        SharedSecret(SECRET).accounting_response(data, attribute(33, b"x" * 253) * 17)

@@ -81,7 +81,7 @@ def test_chap_needs_the_key_from_the_environment(shell, database):
     )
     assert _row(database) is None
     shell.monkeypatch.setenv("CALLCENTER_RADIUS_CHAP_KEY", KEY.hex())
-    assert _opened(shell, "--chap")[1].endswith("tier basic, PAP and CHAP, language zh\n")
+    assert _opened(shell, "--chap")[1].endswith("tier basic, PAP, CHAP and MS-CHAP, language zh\n")
     assert ChapSecrets(KEY).open("zhang", _row(database)["chap_secret"]) == PASSWORD.encode()
 
 
@@ -124,7 +124,7 @@ def test_passwd_keeps_chap_as_it_was_unless_told(shell, database):
     shell.monkeypatch.setenv("CALLCENTER_RADIUS_CHAP_KEY", KEY.hex())
     _opened(shell, "--chap")
     status, out, err = shell("passwd", "zhang", "--password-stdin", stdin="another-one\n")
-    assert out == "internet account zhang: password set (PAP and CHAP), failed logins cleared, unlocked\n", err
+    assert out == "internet account zhang: password set (PAP, CHAP and MS-CHAP), failed logins cleared, unlocked\n", err
     assert ChapSecrets(KEY).open("zhang", _row(database)["chap_secret"]) == b"another-one"
     assert verify_password(_row(database)["password_hash"], "another-one")
     assert shell("passwd", "zhang", "--no-chap", "--password-stdin", stdin="third-one\n")[1].endswith(
