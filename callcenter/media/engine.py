@@ -17,11 +17,12 @@ reactor and, at the start of every tick, asks its own epoll (poll where
 there is none) which of them hold packets and reads those dry.  A call
 receives one packet per tick, so letting the reactor dispatch each one
 separately (a wake-up, its logging context, two C{recvfrom}s) cost three
-times the work of handling the packet; batched, it is one system call per
-tick for all sessions plus one C{recvfrom} per packet and one per ready
-socket.  The price is up to one tick of added delay before a packet
-enters the jitter buffer, which holds three, and arrival times quantised
-to the tick for the RFC 3550 jitter estimate.  RTCP, a packet every few
+times the work of handling the packet; batched, it is one C{recvfrom} per
+packet plus two epoll calls per tick for all sessions (the second finds
+the sockets that still hold a packet, so none is read until EAGAIN).
+The price is up to one tick of added delay before a packet enters the
+jitter buffer, which holds three, and arrival times quantised to the
+tick for the RFC 3550 jitter estimate.  RTCP, a packet every few
 seconds, stays with the reactor.
 
 Sockets come from C{reactor} and time from C{clock}; they are separate so
@@ -33,6 +34,7 @@ reactor would.
 
 import errno
 import select
+import socket
 
 from twisted.internet.defer import gatherResults
 from twisted.internet.error import CannotListenError
@@ -57,6 +59,20 @@ MAX_DATAGRAM = 2048
 
 class MediaPortsExhausted(Exception):
     """Every RTP/RTCP port pair of the range is in use."""
+
+
+def _host_and_port(recvfrom):
+    """
+    An IPv6 socket's C{recvfrom} giving (host, port), as Twisted's UDP port
+    does, without the flow and scope IDs: sessions compare the source with
+    the (host, port) of the SDP.
+    """
+
+    def receive(size):
+        data, address = recvfrom(size)
+        return data, address[:2]
+
+    return receive
 
 
 class MediaEngine:
@@ -109,7 +125,8 @@ class MediaEngine:
         self._tick_index = 0
         self._timer = None
         self._poller = None
-        # fd -> (the socket's recvfrom, its session), for sockets we read.
+        # fd -> (the socket's recvfrom, its session's rtp_received, the
+        # session), for sockets we read.
         self._readers = {}
         self._tick_hooks = []
 
@@ -248,7 +265,10 @@ class MediaEngine:
         port.stopReading()
         fd = sock.fileno()
         self._poller.register(fd, select.POLLIN)
-        self._readers[fd] = (sock.recvfrom, session)
+        recvfrom = sock.recvfrom
+        if sock.family == socket.AF_INET6:
+            recvfrom = _host_and_port(recvfrom)
+        self._readers[fd] = (recvfrom, session.rtp_received, session)
         session.rtp_fd = fd
 
     def _read_ready(self, now):
@@ -270,14 +290,14 @@ class MediaEngine:
                 reader = readers.get(fd)
                 if reader is None:
                     continue
-                recvfrom, session = reader
+                recvfrom, received, session = reader
                 try:
                     data, address = recvfrom(MAX_DATAGRAM)
                 except OSError:
                     # Raced away, or an ICMP error reported on the socket.
                     continue
                 try:
-                    session.rtp_received(data, address, now)
+                    received(data, address, now)
                 except Exception:
                     self.log.failure(
                         "RTP from {address} on port {port}", address=address, port=session.local_port

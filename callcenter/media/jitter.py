@@ -65,10 +65,15 @@ class JitterBuffer:
     def push(self, sequence, payload):
         """Buffer C{payload}; False when it was dropped as late or duplicate."""
         slots = self._slots
-        if self._next is None:
-            self._next = sequence
-        ahead = (sequence - self._next) & _SEQUENCE_MASK
-        if ahead >= _HALF_SEQUENCE:
+        next_sequence = self._next
+        if next_sequence is None:
+            self._next = next_sequence = sequence
+        ahead = (sequence - next_sequence) & _SEQUENCE_MASK
+        if ahead < self.capacity and ahead < _RESYNC_DISTANCE:
+            # The common case, in order or not: within the window, which
+            # none of the cases below would change.
+            pass
+        elif ahead >= _HALF_SEQUENCE:
             behind = 0x10000 - ahead
             if self._priming and behind < self.capacity - len(slots) and self._unplayed(sequence):
                 # Not played yet: an earlier packet of the stream that

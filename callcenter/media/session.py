@@ -6,10 +6,13 @@ A session has no timer of its own.  The engine's shared clock calls
 L{MediaSession.on_tick} every 20 ms, and in that call the session plays
 out one received frame (after the jitter buffer), sends at most one
 packet, and does its housekeeping.  Everything on the per-packet path
-avoids building objects it can do without: outgoing packets are a
-12-byte header and a pre-encoded payload joined once, and incoming
-packets of the common shape (no CSRC, extension or padding) are read
-with one C{unpack_from} instead of a full L{rtp.parse}.
+avoids building objects and calls it can do without: an outgoing packet
+is built by one C{struct} call (header and pre-encoded payload together),
+and an incoming packet of the common shape (no CSRC, extension or
+padding) is read with one C{unpack_from} instead of a full L{rtp.parse}.
+The packets of an established stream (from where we send, the known
+SSRC, our audio payload type) skip the checks that only the first
+packets of a stream need.
 """
 
 import errno
@@ -43,6 +46,20 @@ _CODECS = {
 # padding, extension or CSRCs has its payload right after 12 octets.
 _PLAIN_FIRST_OCTET = 0x80
 _SEQUENCE_TIMESTAMP_SSRC = struct.Struct("!HII")
+_PLAIN_HEADER = struct.Struct("!BBHII")
+
+# Plain packets by payload size: pack(first octet, marker and payload type,
+# sequence, timestamp, SSRC, payload) makes the whole packet in one call,
+# which costs less than packing the header and joining the payload to it
+# (and, unlike packing into a reused buffer, gives bytes that stay as sent
+# for a port that keeps them).  A session sends few sizes: its frames and
+# RFC 4733's 4-byte events.
+_PACKERS = {}
+
+
+def _new_packer(size):
+    pack = _PACKERS[size] = struct.Struct(f"!BBHII{size}s").pack
+    return pack
 
 # Latching (symmetric RTP, RFC 4961 §4 / the "comedia" practice of SBCs):
 # this many consecutive packets of one SSRC from one new source move our
@@ -161,6 +178,10 @@ class MediaSession:
         self._sendto = None
         self._target = None
         self._latch_armed = False
+        # Where RTP is accepted without the latching and payload type checks
+        # (rtp_received's fast path): the destination, once latching is over
+        # for this remote; None before, and once closed.
+        self._settled_source = None
         self._candidate = None
         self._candidate_sequence = None
         self._candidate_count = 0
@@ -256,6 +277,7 @@ class MediaSession:
             self._rtcp_target = (address, port + 1)
         self.latched = False
         self._latch_armed = True
+        self._settled_source = None
         self._candidate = None
         self._candidate_count = 0
         now = self._clock.seconds()
@@ -371,22 +393,32 @@ class MediaSession:
         return self._echo
 
     def _send(self, payload, payload_type, marker, timestamp):
-        packet = rtp.build_header(marker, payload_type, self._sequence, timestamp, self._ssrc) + payload
-        self._sequence = (self._sequence + 1) & 0xFFFF
+        size = len(payload)
+        try:
+            pack = _PACKERS[size]
+        except KeyError:
+            pack = _new_packer(size)
+        sequence = self._sequence
+        second = payload_type | 0x80 if marker else payload_type
+        packet = pack(_PLAIN_FIRST_OCTET, second, sequence, timestamp, self._ssrc, payload)
+        self._sequence = (sequence + 1) & 0xFFFF
         self.packets_sent += 1
-        self.octets_sent += len(payload)
+        self.octets_sent += size
         try:
             self._sendto(packet, self._target)
         except OSError as error:
-            # A full socket buffer or an ICMP error from an earlier packet:
-            # RTP is loss-tolerant, so count it and go on.
-            self.send_errors += 1
-            if self.send_errors == 1:
-                self.log.warn(
-                    "RTP send from port {port} failed: {error}",
-                    port=self.local_port,
-                    error=errno.errorcode.get(error.errno, error),
-                )
+            self._send_failed(error)
+
+    def _send_failed(self, error):
+        # A full socket buffer or an ICMP error from an earlier packet:
+        # RTP is loss-tolerant, so count it and go on.
+        self.send_errors += 1
+        if self.send_errors == 1:
+            self.log.warn(
+                "RTP send from port {port} failed: {error}",
+                port=self.local_port,
+                error=errno.errorcode.get(error.errno, error),
+            )
 
     # The shared clock.
 
@@ -429,12 +461,12 @@ class MediaSession:
         sent = None
         if self._target is None or self.on_hold:
             self._talkspurt = True
+        elif self._dtmf_queue:
+            sent = self._send_dtmf_packet((self._timestamp_base + index * self._samples_per_tick) & 0xFFFFFFFF)
         else:
-            timestamp = (self._timestamp_base + index * self._samples_per_tick) & 0xFFFFFFFF
-            if self._dtmf_queue:
-                sent = self._send_dtmf_packet(timestamp)
-            elif self._next_frame is not None:
-                sent = self._next_frame
+            playing = self._next_frame
+            if playing is not None:
+                sent = playing
                 try:
                     self._next_frame = next(self._frames, None)
                 except Exception as error:
@@ -442,23 +474,46 @@ class MediaSession:
                     done = self._play_deferred
                     self._frames = self._next_frame = self._play_deferred = None
                     done.errback(error)
-                self._send(sent, self._payload_type, self._talkspurt, timestamp)
-                self._talkspurt = False
-                if self._next_frame is None:
-                    self._finish_play(True)
+            elif self._echo and received is not None:
+                sent = received
             else:
-                if self._echo and received is not None:
-                    sent = received
-                elif live is not None:
-                    sent = live
-                if sent is not None:
-                    self._send(sent, self._payload_type, self._talkspurt, timestamp)
+                sent = live
+            if sent is None:
+                # Silence suppression: nothing is sent, the timestamp
+                # keeps counting the ticks, and the next packet starts
+                # a talkspurt with the marker bit set (RFC 3551 §4.1).
+                self._talkspurt = True
+            else:
+                # What _send does, written out: this is the packet of
+                # nearly every tick of every call, and a Python call is
+                # among the dearest things it does.
+                second = self._payload_type
+                if self._talkspurt:
                     self._talkspurt = False
-                else:
-                    # Silence suppression: nothing is sent, the timestamp
-                    # keeps counting the ticks, and the next packet starts
-                    # a talkspurt with the marker bit set (RFC 3551 §4.1).
-                    self._talkspurt = True
+                    second |= 0x80
+                size = len(sent)
+                try:
+                    pack = _PACKERS[size]
+                except KeyError:
+                    pack = _new_packer(size)
+                sequence = self._sequence
+                packet = pack(
+                    _PLAIN_FIRST_OCTET,
+                    second,
+                    sequence,
+                    (self._timestamp_base + index * self._samples_per_tick) & 0xFFFFFFFF,
+                    self._ssrc,
+                    sent,
+                )
+                self._sequence = (sequence + 1) & 0xFFFF
+                self.packets_sent += 1
+                self.octets_sent += size
+                try:
+                    self._sendto(packet, self._target)
+                except OSError as error:
+                    self._send_failed(error)
+                if playing is not None and self._next_frame is None:
+                    self._finish_play(True)
         tap = self.tap
         if tap is not None:
             try:
@@ -519,6 +574,21 @@ class MediaSession:
 
     def rtp_received(self, data, address, now=None):
         """One datagram from the RTP socket; C{now} when the engine knows it."""
+        if address == self._settled_source and len(data) >= 12:
+            # The fast path: a plain, unmarked audio packet of the stream
+            # already established from where we send.  The full path below
+            # would take it the same way; this one skips the checks that
+            # only the first packets need (codec, latching, a new SSRC).
+            first, second, sequence, timestamp, ssrc = _PLAIN_HEADER.unpack_from(data)
+            if first == _PLAIN_FIRST_OCTET and second == self._payload_type and ssrc == self._remote_ssrc:
+                if now is None:
+                    now = self._clock.seconds()
+                self._receiver_stats.received_packet(sequence, timestamp, int(now * 8000))
+                self.packets_received += 1
+                self._heard = True
+                self._jitter.push(sequence, data[12:])
+                self._receiving = True
+                return
         if self.codec is None or self.closed or len(data) < 12:
             self.packets_dropped += 1
             return
@@ -544,6 +614,9 @@ class MediaSession:
             # The far end is reachable where its SDP said: no NAT to latch
             # through, and nobody else may take the stream over.
             self._latch_armed = False
+        if not self._latch_armed:
+            # Only packets from here are accepted until the next set_remote.
+            self._settled_source = address
         if now is None:
             now = self._clock.seconds()
         if ssrc != self._remote_ssrc:
@@ -690,6 +763,7 @@ class MediaSession:
             # RFC 3550 §6.6: say goodbye so the far end stops counting us.
             self._send_rtcp(self._clock.seconds(), goodbye=True)
         self.closed = True
+        self._settled_source = None
         hooks, self._close_hooks = self._close_hooks, []
         for hook in hooks:
             try:

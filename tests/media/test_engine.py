@@ -410,3 +410,36 @@ def test_no_latch_on_a_single_spoofed_packet(pair):
         assert b.stats["packets_received"] == 0
     finally:
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_ipv6_far_end_is_heard_at_its_sdp_address_without_latching():
+    # The engine reads its sockets itself: an IPv6 recvfrom gives (host,
+    # port, flow, scope), which must compare equal to the SDP's (host, port)
+    # as the address Twisted's own UDP port would have given.
+    from twisted.internet import reactor
+
+    clock = Clock()
+    engine = MediaEngine(reactor, clock, host="::1", port_range=free_range(2))
+    session = engine.open_session()
+    phone = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    phone.bind(("::1", 0))
+    phone.setblocking(False)
+    try:
+        session.set_remote("::1", phone.getsockname()[1], PCMU)
+        engine.start()
+        clock.advance(0)
+        for n in range(3):
+            header = rtp.build_header(n == 0, 0, 100 + n, 8000 + 160 * n, 0xABCD)
+            phone.sendto(header + b"\x10" * 160, ("::1", session.local_port))
+            clock.advance(0.020 + 1e-9)
+        assert (session.packets_received, session.packets_dropped) == (3, 0)
+        assert session.stats["latched"] is False
+        session.play([b"\x20" * 160])
+        clock.advance(0.020 + 1e-9)
+        data, source = phone.recvfrom(2048)
+        assert rtp.parse(data).payload == b"\x20" * 160
+        assert source[1] == session.local_port
+    finally:
+        phone.close()
+        yield engine.stop()

@@ -143,3 +143,23 @@ def test_bad_depths():
         JitterBuffer(depth=0)
     with pytest.raises(ValueError):
         JitterBuffer(depth=3, capacity=2)
+
+
+def test_a_jump_beyond_the_resync_distance_resyncs_even_within_a_larger_capacity():
+    buffer = JitterBuffer(depth=3, capacity=150)
+    for sequence in range(10, 13):
+        buffer.push(sequence, frame(sequence))
+    buffer.push(130, frame(130))
+    assert buffer.resyncs == 1
+    assert drain(buffer, 4) == [None, None, None, frame(130)]
+
+
+def test_out_of_order_after_an_in_order_run():
+    buffer = JitterBuffer(depth=3)
+    played = []
+    for sequence in (*range(65530, 65536), 1, 0, 2, 3):
+        buffer.push(sequence, frame(sequence))
+        played.append(buffer.pop())
+    played += drain(buffer, 3)
+    assert [p for p in played if p is not None] == [frame(s & 0xFFFF) for s in range(65530, 65540)]
+    assert (buffer.late, buffer.missing, buffer.duplicates) == (0, 0, 0)

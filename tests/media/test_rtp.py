@@ -3,7 +3,7 @@
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callcenter.media import rtp
@@ -343,3 +343,70 @@ def test_parse_rtcp_of_plausible_headers_raises_only_rtcp_error(bodies):
         rtp.parse_rtcp(data)
     except rtp.RTCPError:
         pass
+
+
+# The statistics take a shorter path for the packet right after the highest
+# (received_packet's fast path); these check it against the full RFC 3550
+# A.1 and A.8 update, which a subclass forces on every packet.
+
+
+class FullUpdateStats(rtp.RTPReceiverStats):
+    def received_packet(self, sequence, timestamp, arrival):
+        self._in_order = None
+        return super().received_packet(sequence, timestamp, arrival)
+
+
+def observable(stats, now=0.0):
+    return (
+        stats.probation,
+        stats.max_sequence,
+        stats.cycles,
+        stats.base_sequence,
+        stats.received,
+        stats.expected,
+        stats.cumulative_lost,
+        stats.jitter,
+        stats.report_block(now),
+    )
+
+
+# Steps between consecutive packets' sequence numbers: mostly the next one,
+# with duplicates, reordering, small gaps, restarts and jumps across the wrap.
+_STEPS = st.one_of(
+    st.just(1),
+    st.just(1),
+    st.just(1),
+    st.sampled_from([0, -1, -2, 2, 3, 50, -50, 3000, 20000, -20000, 65535]),
+)
+
+
+@given(
+    start=st.integers(0, 0xFFFF),
+    steps=st.lists(st.tuples(_STEPS, st.integers(-400, 400)), max_size=80),
+)
+@settings(max_examples=300, deadline=None)
+def test_receiver_stats_fast_path_agrees_with_the_full_update(start, steps):
+    fast, full = rtp.RTPReceiverStats(ssrc=5), FullUpdateStats(ssrc=5)
+    sequence, timestamp = start, 0xFFFFF000
+    for index, (step, delay) in enumerate(steps):
+        sequence = (sequence + step) & 0xFFFF
+        timestamp = (timestamp + 160 * step) & 0xFFFFFFFF
+        arrival = (index * 160 + 1000 + delay) & 0xFFFFFFFF
+        assert fast.received_packet(sequence, timestamp, arrival) == full.received_packet(sequence, timestamp, arrival)
+        assert fast._jitter == full._jitter
+    assert observable(fast) == observable(full)
+
+
+def test_receiver_stats_out_of_order_after_an_in_order_run():
+    stats = rtp.RTPReceiverStats(ssrc=5)
+    feed(stats, [*range(10), 11, 10, 12])
+    assert (stats.max_sequence, stats.received, stats.cumulative_lost) == (12, 12, 0)
+    # After the reordered pair the stream goes on in order from the highest.
+    feed(stats, [13, 14])
+    assert (stats.max_sequence, stats.received, stats.cumulative_lost) == (14, 14, 0)
+
+
+def test_receiver_stats_duplicate_after_an_in_order_run():
+    stats = rtp.RTPReceiverStats(ssrc=5)
+    feed(stats, [0, 1, 2, 3, 3, 4])
+    assert (stats.max_sequence, stats.received, stats.cumulative_lost) == (4, 5, -1)

@@ -585,3 +585,123 @@ def test_unspecified_remote_sends_nothing_until_latched():
         call.receive(stream.packet(b"\x10" * 160), source=NAT)
     call.ticks(2)
     assert {address for _, address in call.sent()} == {NAT}
+
+
+# An established stream's packets take a shorter path (rtp_received's fast
+# path); everything that leaves the plain in-order case must come out as
+# the full path would have it.
+
+
+def established(call, stream, count=5):
+    """Audio heard by C{call}, after C{count} in-order packets of C{stream} from PEER."""
+    heard = []
+    call.session.audio_received = lambda payload, codec: heard.append(payload)
+    for payload in frames(count):
+        call.receive(stream.packet(payload))
+        call.ticks(1)
+    return heard
+
+
+def audio(heard):
+    return [frame for frame in heard if frame != b"\xff" * 160]
+
+
+def test_out_of_order_packets_after_an_in_order_run_play_in_order():
+    call = Call()
+    stream = Stream()
+    heard = established(call, stream, count=5)
+    later = [stream.packet(payload) for payload in frames(3, first=6)]
+    for packet in (later[1], later[0], later[2]):
+        call.receive(packet)
+    call.ticks(8)
+    assert audio(heard) == frames(8)
+    stats = call.session.stats
+    assert (stats["packets_received"], stats["packets_lost"], stats["late_packets"]) == (8, 0, 0)
+
+
+def test_a_packet_after_its_turn_is_dropped_as_late_after_an_in_order_run():
+    call = Call()
+    stream = Stream()
+    heard = established(call, stream, count=3)
+    late = stream.packet(frames(1, first=4)[0])
+    for payload in frames(3, first=5):
+        call.receive(stream.packet(payload))
+    call.ticks(6)
+    call.receive(late)
+    call.ticks(4)
+    # Played as silence in its place; arriving afterwards it is not played.
+    assert audio(heard) == frames(3) + frames(3, first=5)
+    assert call.session.stats["late_packets"] == 1
+    # RFC 3550 counts it received all the same: nothing lost.
+    assert call.session.stats["packets_lost"] == 0
+
+
+def test_sequence_wrap_in_an_established_stream():
+    call = Call()
+    stream = Stream(sequence=65533)
+    heard = established(call, stream, count=8)
+    call.ticks(4)
+    assert audio(heard) == frames(8)
+    receiver = call.session._receiver_stats
+    assert (receiver.cycles, receiver.max_sequence) == (65536, 4)
+    assert call.session.stats["packets_lost"] == 0
+
+
+def test_duplicate_in_an_established_stream_plays_once():
+    call = Call()
+    stream = Stream()
+    heard = established(call, stream, count=4)
+    packet = stream.packet(frames(1, first=5)[0])
+    call.receive(packet)
+    call.receive(packet)
+    call.receive(stream.packet(frames(1, first=6)[0]))
+    call.ticks(6)
+    assert audio(heard) == frames(6)
+    # RFC 3550 A.3: a duplicate counts as received, so the loss goes negative.
+    assert call.session.stats["packets_lost"] == -1
+
+
+def test_new_ssrc_in_an_established_stream_starts_a_new_stream():
+    call = Call()
+    heard = established(call, Stream(ssrc=1), count=5)
+    call.ticks(4)
+    # The far end restarts its stream: new SSRC, unrelated sequence numbers.
+    restarted = Stream(ssrc=2, sequence=40000, timestamp=99)
+    for payload in frames(4, first=50):
+        call.receive(restarted.packet(payload))
+        call.ticks(1)
+    call.ticks(4)
+    assert audio(heard) == frames(5) + frames(4, first=50)
+    assert call.session.stats["packets_received"] == 9
+    # The statistics are the new source's: on probation for its first packet.
+    receiver = call.session._receiver_stats
+    assert (receiver.ssrc, receiver.received, call.session.stats["packets_lost"]) == (2, 3, 0)
+
+
+def test_an_established_stream_is_not_taken_from_a_new_remote_or_a_closed_session():
+    call = Call()
+    stream = Stream()
+    established(call, stream, count=3)
+    call.session.set_remote("192.0.2.20", 42000, PCMU)
+    call.receive(stream.packet(b"\x10" * 160))
+    assert (call.session.packets_received, call.session.packets_dropped) == (3, 1)
+    call.session.close()
+    call.receive(stream.packet(b"\x10" * 160), source=("192.0.2.20", 42000))
+    assert (call.session.packets_received, call.session.packets_dropped) == (3, 2)
+
+
+def test_marked_and_event_packets_in_an_established_stream():
+    call = Call()
+    stream = Stream()
+    heard = established(call, stream, count=3)
+    digits = []
+    call.session.dtmf_received = digits.append
+    for packet in rfc4733_packets("7", stream):
+        call.receive(packet)
+    # A new talkspurt: the marker bit set on its first packet.
+    call.receive(stream.packet(frames(1, first=9)[0], marker=True))
+    call.receive(stream.packet(frames(1, first=10)[0]))
+    call.ticks(8)
+    assert digits == ["7"]
+    assert audio(heard)[-2:] == frames(2, first=9)
+    assert call.session.stats["packets_lost"] == 0
