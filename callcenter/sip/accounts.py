@@ -20,6 +20,9 @@ REFRESH_SECONDS = 30.0
 NEGATIVE_SECONDS = 5.0
 MAX_MISSES = 100_000
 
+# What AccountCache.known() says of a name it would have to query.
+UNKNOWN = object()
+
 _COLUMNS = (sip_accounts.c.username, sip_accounts.c.ha1_md5, sip_accounts.c.ha1_sha256, sip_accounts.c.display_name)
 
 
@@ -70,12 +73,9 @@ class AccountCache:
         "display_name": ...}}, or None when there is no enabled account.
         Concurrent lookups of one name share one query.
         """
-        account = self._accounts.get(username)
-        if account is not None:
-            return defer.succeed(account)
-        miss = self._misses.get(username)
-        if miss is not None and miss[0] > self._clock.seconds():
-            return defer.succeed(miss[1])
+        known = self.known(username)
+        if known is not UNKNOWN:
+            return defer.succeed(known)
         waiters = self._loading.get(username)
         if waiters is None:
             waiters = self._loading[username] = []
@@ -83,6 +83,20 @@ class AccountCache:
         d = defer.Deferred()
         waiters.append(d)
         return d
+
+    def known(self, username):
+        """
+        What L{lookup} would fire with, when it is known without a query
+        (the account, or None); else L{UNKNOWN}.  For the callers on every
+        request, which need no Deferred then.
+        """
+        account = self._accounts.get(username)
+        if account is not None:
+            return account
+        miss = self._misses.get(username)
+        if miss is not None and miss[0] > self._clock.seconds():
+            return miss[1]
+        return UNKNOWN
 
     def _loaded(self, result, username):
         waiters = self._loading.pop(username)

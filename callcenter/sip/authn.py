@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from callcenter.sip.accounts import UNKNOWN
 from callcenter.sip.digest import parse_auth_params
 from callcenter.sip.message import make_response
 
@@ -39,27 +40,52 @@ class Authenticator:
         self._verifier = verifier
         self._guard = guard
 
-    @defer.inlineCallbacks
     def authenticate(self, request, source, proxy=False):
         """
         Check C{request}'s credentials.  Fires with L{Authenticated}, or with
         the response to send instead: a challenge (first contact, or a stale
         nonce) or 403.  C{proxy} selects 407 over 401.
         """
-        status, reason, challenge_header, answer_header = _PROXY if proxy else _REGISTRAR
+        try:
+            outcome = self.check(request, source, proxy)
+        except Exception:
+            return defer.fail()
+        return outcome if isinstance(outcome, defer.Deferred) else defer.succeed(outcome)
+
+    def check(self, request, source, proxy=False):
+        """
+        L{authenticate}'s outcome itself when no database read is needed
+        (the account is in the cache: a phone's refreshes), else a Deferred
+        of it.  The registrar takes this, for no Deferred per REGISTER.
+        """
+        answer_header = _PROXY[3] if proxy else _REGISTRAR[3]
         answer = request.headers.get(answer_header)
         if answer is None:
             return self.challenge(request, proxy)
+        # Split once: the user name to look up, then the check itself.
         try:
-            username = parse_auth_params(answer)[1].get("username", "")
+            credentials = parse_auth_params(answer)
         except ValueError:
-            username = ""
-        account = (yield self._accounts.lookup(username)) if username else None
+            credentials = None
+        username = credentials[1].get("username", "") if credentials is not None else ""
+        if not username:
+            account = None
+        else:
+            account = self._accounts.known(username)
+            if account is UNKNOWN:
+                d = self._accounts.lookup(username)
+                return d.addCallback(self._check, request, source, proxy, answer, credentials, username)
+        return self._check(account, request, source, proxy, answer, credentials, username)
 
+    def _check(self, account, request, source, proxy, answer, credentials, username):
         def lookup(user, algorithm):
             return account.get(algorithm) if account is not None and user == username else None
 
-        outcome = self._verifier.verify(request.method, answer, lookup, request.uri)
+        if credentials is None:
+            # Malformed: verify() says why, for the log.
+            outcome = self._verifier.verify(request.method, answer, lookup, request.uri)
+        else:
+            outcome = self._verifier.verify_parsed(request.method, credentials, lookup, request.uri)
         if outcome.stale:
             return self.challenge(request, proxy, stale=True)
         host = source.address[0]

@@ -41,6 +41,27 @@ _HEX_DIGEST_LENGTH = {"MD5": 32, "SHA-256": 64}
 # -- header syntax ---------------------------------------------------------
 
 
+# The same grammar as the careful parser below, as expressions: one
+# parameter with the comma (or the end) after it, and a whole value (the
+# scheme, then what separates it from the first parameter, then the
+# parameters).  A value they do not match whole goes to the careful
+# parser, which says what is wrong.
+_TCHAR = r"[A-Za-z0-9!#$%&'*+\-.^_`|~]"
+_LWS = r"[ \t\r\n]*"
+_QUOTED_CONTENT = r'[^"\\]*(?:\\.[^"\\]*)*'
+_UNQUOTED = r'[^ \t\r\n,"]+'
+_AFTER_PARAM = rf"{_LWS}(?:,[ \t\r\n,]*|\Z)"
+_AUTH_PARAM_RE = re.compile(
+    rf'({_TCHAR}+){_LWS}={_LWS}(?:"({_QUOTED_CONTENT})"|({_UNQUOTED})){_AFTER_PARAM}', re.DOTALL
+)
+_AUTH_VALUE_RE = re.compile(
+    rf"({_TCHAR}+)(?:[ \t\r\n][ \t\r\n,]*"
+    rf'(?:{_TCHAR}+{_LWS}={_LWS}(?:"{_QUOTED_CONTENT}"|{_UNQUOTED}){_AFTER_PARAM})*)?',
+    re.DOTALL,
+)
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def parse_auth_params(value):
     """
     Split a WWW-Authenticate, Authorization, Proxy-Authenticate or
@@ -57,6 +78,26 @@ def parse_auth_params(value):
     if not isinstance(value, str):
         raise ValueError("header value is not text")
     text = value.strip(_SPACE)
+    # Every authenticated REGISTER comes through here: a well-formed value
+    # is checked whole by one expression and split by another; anything
+    # else, however slightly off, is left to the careful parser.
+    found = _AUTH_VALUE_RE.fullmatch(text)
+    if found is not None:
+        params = {}
+        for name, quoted, token in _AUTH_PARAM_RE.findall(text, found.end(1)):
+            name = name.lower()
+            if name in params:
+                break  # Given twice: the careful parser says so.
+            if token:
+                params[name] = token
+            else:
+                params[name] = _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        else:
+            return found.group(1), params
+    return _parse_auth_params_carefully(text)
+
+
+def _parse_auth_params_carefully(text):
     end = _token_end(text, 0)
     if end == 0:
         raise ValueError("no authentication scheme")
@@ -193,7 +234,7 @@ class NonceIssuer:
     def __init__(self, secret, clock, lifetime=300, random_bytes=os.urandom):
         if len(secret) < 16:
             raise ValueError("the nonce secret must be at least 16 bytes")
-        self._secret = secret
+        self._keyed = hmac.new(secret, self._LABEL, hashlib.sha256)
         self._clock = clock
         self.lifetime = lifetime
         self._random_bytes = random_bytes
@@ -209,15 +250,22 @@ class NonceIssuer:
         so the UA may retry without asking its user (RFC 7616 §3.3); or
         C{"invalid"}: not one of ours.
         """
+        return self.examine(nonce)[0]
+
+    def examine(self, nonce):
+        """
+        C{(state, expires_at)}: what L{check} says, and for an authentic
+        nonce what L{expires_at} says (else None), from one decoding.
+        """
         issued = self._issued_at(nonce)
         if issued is None:
-            return INVALID
+            return INVALID, None
         age = self._clock.seconds() - issued
         if age < -MAX_CLOCK_SKEW:
-            return INVALID
+            return INVALID, issued + self.lifetime
         if age > self.lifetime:
-            return STALE
-        return VALID
+            return STALE, issued + self.lifetime
+        return VALID, issued + self.lifetime
 
     def expires_at(self, nonce):
         """When an authentic C{nonce} turns stale (clock seconds), else None."""
@@ -237,7 +285,11 @@ class NonceIssuer:
         return int.from_bytes(signed[:_STAMP_BYTES], "big")
 
     def _mac(self, signed):
-        return hmac.new(self._secret, self._LABEL + signed, hashlib.sha256).digest()
+        # From the state after the secret and the label, computed once:
+        # twice per authenticated REGISTER, the key schedule is most of it.
+        mac = self._keyed.copy()
+        mac.update(signed)
+        return mac.digest()
 
 
 class NonceCounts:
@@ -376,9 +428,14 @@ class DigestVerifier:
         raises for anything the network sent.
         """
         try:
-            scheme, params = parse_auth_params(authorization_value)
+            credentials = parse_auth_params(authorization_value)
         except ValueError as e:
             return Outcome("failed", f"malformed header: {e}", PUBLIC_MALFORMED)
+        return self.verify_parsed(method, credentials, lookup_ha1, request_uri)
+
+    def verify_parsed(self, method, credentials, lookup_ha1, request_uri):
+        """L{verify} for a value already split by L{parse_auth_params}: C{(scheme, params)}."""
+        scheme, params = credentials
         username = params.get("username")
         # No algorithm parameter means MD5 (RFC 7616 §3.3).
         algorithm = _canonical_algorithm(params.get("algorithm", "MD5"))
@@ -410,7 +467,7 @@ class DigestVerifier:
         if len(response) != _HEX_DIGEST_LENGTH[algorithm] or not _is_hex(response):
             raise _Refused("malformed response")
         nonce = params["nonce"]
-        nonce_state = self._issuer.check(nonce)
+        nonce_state, expires_at = self._issuer.examine(nonce)
         if nonce_state == INVALID:
             raise _Refused("nonce not issued by us", PUBLIC_BAD_CREDENTIALS)
 
@@ -432,7 +489,6 @@ class DigestVerifier:
         if nonce_state == STALE:
             raise _Refused("stale nonce", "stale nonce", STALE)
         if qop_fields:
-            expires_at = self._issuer.expires_at(nonce)
             counted = self._counts.advance(nonce, int(qop_fields["nc"], 16), expires_at)
             if counted == "replayed":
                 raise _Refused("replayed nonce-count", PUBLIC_BAD_CREDENTIALS)
@@ -456,8 +512,11 @@ class DigestVerifier:
         return {"qop": qop, "nc": params["nc"], "cnonce": params["cnonce"]}
 
 
+_HEX_RE = re.compile(r"[0-9a-fA-F]*")
+
+
 def _is_hex(text):
-    return all(c in "0123456789abcdefABCDEF" for c in text)
+    return _HEX_RE.fullmatch(text) is not None
 
 
 def _same_uri(given, expected):

@@ -66,12 +66,13 @@ class SourceGuard:
         self._idle_after = max(burst / rate, failure_window)
         self._sources = collections.OrderedDict()  # least recently seen first
         self._blocked = {}  # key -> unblock time; insertion order is expiry order
+        self._identities = {}  # source address text -> (allowed, key)
 
     def admit(self, source_ip):
         """C{"ok"}, C{"throttle"} (over its rate) or C{"block"} for one request."""
-        address, key = self._identify(source_ip)
+        allowed, key = self._identify(source_ip)
         now = self._clock.seconds()
-        if self._allowed(address):
+        if allowed:
             return OK
         self._lift_expired_blocks(now)
         if key in self._blocked:
@@ -90,10 +91,10 @@ class SourceGuard:
         Count a failed authentication; True when this one blocks the
         source, so the caller logs the block once.
         """
-        address, key = self._identify(source_ip)
+        allowed, key = self._identify(source_ip)
         now = self._clock.seconds()
         self._lift_expired_blocks(now)
-        if key in self._blocked or self._allowed(address):
+        if key in self._blocked or allowed:
             return False
         failures = self._touch(key, now).failures
         failures.append(now)
@@ -130,13 +131,31 @@ class SourceGuard:
         return len(self._sources) + len(self._blocked)
 
     def _identify(self, source_ip):
+        """
+        C{(allowed, key)}: whether C{source_ip} is in an allowed network,
+        and what it is tracked as.  Three times per authenticated request:
+        remembered by the address text as it came (as many as sources are
+        tracked, then anew).
+        """
+        known = self._identities.get(source_ip)
+        if known is not None:
+            return known
+        known = self._identify_anew(source_ip)
+        if len(self._identities) >= self._max_sources:
+            self._identities.clear()
+        self._identities[source_ip] = known
+        return known
+
+    def _identify_anew(self, source_ip):
         address = ipaddress.ip_address(source_ip)
         if address.version == 6 and address.ipv4_mapped is not None:
             # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
             address = address.ipv4_mapped
         if address.version == 6:
-            return address, str(ipaddress.ip_network((address, _IPV6_PREFIX), strict=False))
-        return address, str(address)
+            key = str(ipaddress.ip_network((address, _IPV6_PREFIX), strict=False))
+        else:
+            key = str(address)
+        return self._allowed(address), key
 
     def _allowed(self, address):
         return any(address in network for network in self._allow)

@@ -234,6 +234,17 @@ def _parse_vias(values):
     return [Via.parse(item) for value in values for item in _split_list(value)]
 
 
+def _parse_contacts(values):
+    parsed = []
+    for value in values:
+        for item in _split_list(value):
+            try:
+                parsed.append(NameAddr.parse(item))
+            except ValueError:
+                parsed.append(item)
+    return parsed
+
+
 class _Message:
     __slots__ = ("_parsed", "body", "headers", "version")
 
@@ -271,6 +282,32 @@ class _Message:
     def vias(self):
         """The Via values, topmost first (a new list; the Via objects are shared)."""
         return list(self._view("via", _parse_vias))
+
+    @property
+    def contacts(self):
+        """
+        The Contact values, one per list element: a L{NameAddr}, or the
+        element's text where it is not one (the wildcard "*", or a
+        malformed value in a message built here).  No Contact: [].
+        """
+        raw = self.headers._values("contact")
+        cached = self._parsed.get("contact")
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        parsed = _parse_contacts(raw)
+        self._parsed["contact"] = (raw, parsed)
+        return parsed
+
+    def set_vias(self, vias):
+        """
+        Replace the Via fields with C{vias} (L{Via}s, topmost first), one
+        field each after the others, as L{vias} will then give them.
+        """
+        values = [str(via) for via in vias]
+        fields = self.headers._fields
+        fields[:] = [field for field in fields if field[1] != "via"]
+        fields.extend([("Via", "via", value) for value in values])
+        self._parsed["via"] = (values, list(vias))
 
     @property
     def from_addr(self):
@@ -517,13 +554,12 @@ def _check_core_headers(first, vias, contacts, parsed):
     max_forwards = first.get("max-forwards")
     if max_forwards is not None and _DIGITS_RE.fullmatch(max_forwards) is None:
         return "Bad Request - Malformed Max-Forwards"
-    for value in contacts:
-        for item in _split_list(value):
-            if item != "*":
-                try:
-                    NameAddr.parse(item)
-                except ValueError:
-                    return "Bad Request - Malformed Contact"
+    # Kept: the registrar reads them again.
+    parsed_contacts = _parse_contacts(contacts)
+    parsed["contact"] = (contacts, parsed_contacts)
+    for item in parsed_contacts:
+        if item.__class__ is str and item != "*":
+            return "Bad Request - Malformed Contact"
     return None
 
 
@@ -622,6 +658,9 @@ class StreamFramer:
         raise self._broken
 
 
+_COPIED_KEYS = frozenset(("from", "to", "call-id", "cseq"))
+
+
 def make_response(request, status, reason=None, to_tag=None):
     """
     The response a UAS builds for request (RFC 3261 §8.2.6.2): every Via in
@@ -630,26 +669,39 @@ def make_response(request, status, reason=None, to_tag=None):
     """
     headers = Headers()
     fields = headers._fields
-    source = request.headers
-    fields.extend(field for field in source._fields if field[1] == "via")
+    # One pass over the request: every Via, the first of the others.
+    copied = {}
+    for field in request.headers._fields:
+        key = field[1]
+        if key == "via":
+            fields.append(field)
+        elif key in _COPIED_KEYS and key not in copied:
+            copied[key] = field[2]
+    to = None
     for key in ("from", "to", "call-id", "cseq"):
-        values = source._values(key)
-        if values:
+        value = copied.get(key)
+        if value is not None:
             name = _NAMES[key][0]
-            value = values[0]
-            if key == "to" and to_tag is not None and _has_no_tag(value):
-                value = f"{value};tag={to_tag}"
+            if key == "to":
+                try:
+                    to = request.to_addr  # Parsed once, with the request.
+                except ValueError:
+                    pass  # A malformed To is echoed as it came (answering a 400).
+                else:
+                    params = dict(to.params)  # The response's own, should it change.
+                    if to_tag is not None and to.tag is None:
+                        value = f"{value};tag={to_tag}"
+                        params["tag"] = to_tag
+                    to = ([value], NameAddr(to.uri, to.display_name, params))
             fields.append((name, key, value))
     if status == 100:
-        timestamp = source._values("timestamp")
+        timestamp = request.headers._values("timestamp")
         if timestamp:
             fields.append(("Timestamp", "timestamp", timestamp[0]))
     fields.append(("Content-Length", "content-length", "0"))
-    return Response(status, reason, headers)
-
-
-def _has_no_tag(to_value):
-    try:
-        return NameAddr.parse(to_value).tag is None
-    except ValueError:
-        return False  # a malformed To is echoed as it came (answering a 400)
+    response = Response(status, reason, headers)
+    if to is not None:
+        # The To just written, already parsed: what the transaction layer
+        # checks for a tag, with nothing to parse again.
+        response._parsed["to"] = to
+    return response

@@ -15,6 +15,7 @@ The layer talks to its user (the "TU": the UA core, registrar, B2BUA)
 through two small protocols, see L{ServerUser} and L{ClientOwner}.
 """
 
+import collections
 import secrets
 from dataclasses import dataclass
 
@@ -357,14 +358,16 @@ class ServerNonInviteTransaction(ServerTransaction):
             self.state = "proceeding"
         else:
             self.state = "completed"
-            if not self.reliable:
-                # For the 32 s of Timer J this transaction only answers
-                # retransmissions: it keeps the bytes it sent, not the
-                # parsed request and response (thousands of objects a
-                # second for the collector to walk, and ~10 KiB each).
-                self.request = None
-                self.last_response = _Sent(response.to_bytes())
-            self._after(self.timers.timeout, self.terminate)  # Timer J.
+            if self.reliable:
+                self.terminate()  # Timer J is zero on a reliable transport.
+                return
+            # For the 32 s of Timer J this transaction only answers
+            # retransmissions: it keeps the bytes it sent, not the
+            # parsed request and response (thousands of objects a
+            # second for the collector to walk, and ~10 KiB each).
+            self.request = None
+            self.last_response = _Sent(response.to_bytes())
+            self.layer.linger(self)
 
     def request_retransmitted(self, request):
         if self.last_response is not None:
@@ -414,6 +417,11 @@ class TransactionLayer:
 
     log = Logger()
 
+    # Completed transactions waiting out Timer J are swept at most this
+    # often: a few milliseconds more of absorbing retransmissions, and one
+    # timer for all of them instead of one each.
+    SWEEP_INTERVAL = 0.01
+
     def __init__(self, clock, send, user, timers=Timers()):
         self.clock = clock
         self.send = send
@@ -421,6 +429,10 @@ class TransactionLayer:
         self.timers = timers
         self._transactions = {}
         self._accepted = {}
+        # (when Timer J fires, transaction): all wait the same 64*T1, so
+        # the order they came in is the order they leave in.
+        self._lingering = collections.deque()
+        self._sweep = None
 
     def __len__(self):
         return len(self._transactions)
@@ -432,6 +444,29 @@ class TransactionLayer:
             key = self._dialog_key(transaction.request)
             if self._accepted.get(key) is transaction:
                 del self._accepted[key]
+
+    def linger(self, transaction):
+        """
+        Timer J (RFC 3261 §17.2.2) for a completed non-INVITE server
+        transaction on UDP: terminate it 64*T1 from now.  Every REGISTER
+        leaves two of these behind; a reactor timer each cost more than
+        the rest of their stay.
+        """
+        self._lingering.append((self.clock.seconds() + self.timers.timeout, transaction))
+        if self._sweep is None:
+            self._sweep = self.clock.callLater(self.timers.timeout, self._end_lingering)
+
+    def _end_lingering(self):
+        self._sweep = None
+        now = self.clock.seconds()
+        lingering = self._lingering
+        while lingering and lingering[0][0] <= now:
+            transaction = lingering.popleft()[1]
+            if transaction.state == "completed":
+                transaction.terminate()
+        if lingering:
+            delay = max(lingering[0][0] - now, self.SWEEP_INTERVAL)
+            self._sweep = self.clock.callLater(delay, self._end_lingering)
 
     @staticmethod
     def _dialog_key(request):

@@ -80,10 +80,16 @@ class SIPCore:
         self.guard = guard
         self.layer = layer
         self._metrics = metrics
+        # outcome -> its counter: labels() takes a lock and builds a key
+        # each time, for every message.
+        self._counters = {}
 
     def _count(self, outcome):
         if self._metrics is not None:
-            self._metrics.labels(outcome).inc()
+            counter = self._counters.get(outcome)
+            if counter is None:
+                counter = self._counters[outcome] = self._metrics.labels(outcome)
+            counter.inc()
 
     def send(self, message, destination, reliable=None):
         """The transaction layer's C{send}."""
@@ -141,10 +147,7 @@ class SIPCore:
             top.params["received"] = host
         if rport_asked:
             top.params["rport"] = str(port)
-        values = [str(via) for via in vias]
-        request.headers.remove("Via")
-        for value in values:
-            request.headers.add("Via", value)
+        request.set_vias(vias)
         if destination.reliable or rport_asked:
             return destination
         return DatagramDestination(destination._protocol, (host, top.port or 5060))

@@ -149,6 +149,30 @@ def test_parse_reads_back_what_was_quoted(params):
     assert parse_auth_params(digest_header(params)) == ("Digest", params)
 
 
+def careful_outcome(parse, value):
+    try:
+        return parse(value)
+    except ValueError:
+        return "refused"
+
+
+# Pieces of Authorization values, put together at random: mostly well
+# formed, often only just not (a missing comma, a stray quote, a name twice).
+_PIECES = st.sampled_from(
+    ["Digest", " ", ",", "=", '"', "\\", "\t", "\r\n", "username", "REALM", "nc", "a-b", "x",
+     '"v"', '"a,b"', '"q\\"x"', "00000001", "é", "(", ""]
+)
+
+
+@given(st.one_of(st.text(), st.lists(_PIECES, max_size=16).map("".join)))
+@settings(max_examples=400)
+def test_parse_quick_path_agrees_with_the_careful_parser(value):
+    from callcenter.sip import digest
+
+    careful = careful_outcome(lambda v: digest._parse_auth_params_carefully(v.strip(" \t\r\n")), value)
+    assert careful_outcome(parse_auth_params, value) == careful
+
+
 # -- the computation -------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from callcenter.sip.guard import BLOCK, SourceGuard
 from callcenter.sip.message import Request
 from callcenter.sip.authn import Authenticator
 from callcenter.sip.accounts import NEGATIVE_SECONDS, AccountCache
-from callcenter.sip.location import RETRY_SECONDS, Binding, LocationService
+from callcenter.sip.location import RETRY_SECONDS, UPSERT_ROWS, Binding, LocationService
 from callcenter.sip.registrar import Registrar, RegistrationPolicy
 from callcenter.sip.transaction import ServerNonInviteTransaction, new_branch
 from callcenter.sip.transport import DatagramDestination
@@ -299,12 +299,32 @@ def test_concurrent_registrations_share_one_commit(store, clock):
     waits = [location.change("1001", {contact: binding(contact, clock)}) for contact in contacts[:5]]
     assert counting.transactions == 0
     clock.advance(0.01)
-    # While the first five commit together, the next five gather for one more.
+    # While the first five commit together, the next five gather for one more,
+    # which starts a window after the first did.
     waits += [location.change("1001", {contact: binding(contact, clock)}) for contact in contacts[5:]]
+    yield defer.gatherResults(waits[:5])
+    assert counting.transactions == 1
+    clock.advance(0.01)
     yield defer.gatherResults(waits)
     assert counting.transactions == 2
     assert (yield store.transaction(stored_contacts)) == sorted(contacts)
     assert [b.contact for b in location.current("1001")] == sorted(contacts)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_batch_larger_than_one_statement_is_written_whole(store, clock):
+    location = LocationService(store, clock, batch_window=0)
+    yield location.load()
+    contacts = [f"sip:1001@192.0.2.{n // 250}.{n % 250}:5060" for n in range(2 * UPSERT_ROWS + 3)]
+    yield location.change("1001", {contact: binding(contact, clock) for contact in contacts})
+    assert (yield store.transaction(stored_contacts)) == sorted(contacts)
+    # Written again (a refresh of them all), then some removed: updated, not duplicated.
+    yield location.change("1001", {contact: binding(contact, clock, 900) for contact in contacts})
+    yield location.change("1001", dict.fromkeys(contacts[:5]))
+    assert (yield store.transaction(stored_contacts)) == sorted(contacts[5:])
+    restarted = LocationService(store, clock)
+    yield restarted.load()
+    assert {b.expires_at for b in restarted.current("1001")} == {clock.seconds() + 900}
 
 
 @pytest_twisted.inlineCallbacks
