@@ -120,14 +120,14 @@ def scenario_caller_hangs_up(pause_ms, caller):
 
 
 @contextlib.contextmanager
-def server_for_sipp(directory, routes, extra_tables=None):
+def server_for_sipp(directory, routes, extra_tables=None, **telephony):
     """
     L{bench_server} with its RTP on RTP_PORTS, and a L{MediaSink} taking
-    its RTCP to SIPp's echo port.
+    its RTCP to SIPp's echo port; C{telephony}: more [telephony] settings.
     """
     with MediaSink(SIPP_MEDIA_PORT), bench_server(
         directory, routes=routes, extra_tables=extra_tables,
-        rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1],
+        rtp_port_min=RTP_PORTS[0], rtp_port_max=RTP_PORTS[1], **telephony,
     ) as server:
         yield server
 

@@ -5,7 +5,7 @@ ways: the telephony issue's concurrency target (at least 500 calls on this
 within 20 ms +- 5; the product's goal is 1,000).
 
     .venv/bin/python bench/concurrent_calls.py [--calls 250 500 750 1000] [--rate 50]
-        [--window 5] [--profile 10 --profile-at 500]
+        [--window 5] [--profile 10 --profile-at 500] [--media-workers N]
 
 For each size N a fresh server is started and SIPp calls the tone-test
 number (9197) N times at --rate calls/s.  The server plays the tone (1 kHz,
@@ -48,7 +48,10 @@ was lost, no tick was skipped, and the server's interval p99 is within
 15-25 ms.  With --profile S, py-spy samples the server for S seconds after
 the window at --profile-at N (several sizes allowed) and the top functions
 are printed.  Needs root (tcpdump; SIPp's play_pcap_audio for the DTMF
-calls).  Results go in docs/performance.md.
+calls).  With --media-workers N the server runs N media worker processes
+([telephony] media_workers) that carry the calls' RTP: the server's CPU is
+then the signalling's, each worker's is given apart, and the engine's
+counters are summed over the workers.  Results go in docs/performance.md.
 """
 
 import argparse
@@ -56,6 +59,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,9 +68,9 @@ from _call_window import (  # noqa: E402
     check_options, engine_warnings, keep_server_log, measure_idle, measure_window, meets_media_target,
     print_table_header, profile_server, window_cells, window_details,
 )
-from _machine import bench_run, load_cpus, log, print_profile  # noqa: E402
+from _machine import bench_run, cpu_ns, load_cpus, log, print_profile  # noqa: E402
 from _rtp import raw_udp_sockets  # noqa: E402
-from _server import free_port  # noqa: E402
+from _server import free_port, telephony_health  # noqa: E402
 from _sipp import (  # noqa: E402
     CallLoad, measured_seconds, scenario_call_set_up, scenario_caller_hangs_up, server_for_sipp, sipp_command,
 )
@@ -104,13 +108,17 @@ def run_size(calls, args, children, scratch):
     write_scenario(scenario, hold)
 
     result = {"calls": calls, "hold": hold}
-    with server_for_sipp(directory, routes={TONE_NUMBER: "tone", DTMF_NUMBER: "dtmf"}) as server:
+    workers = {"media_workers": args.media_workers} if args.media_workers else {}
+    with server_for_sipp(directory, routes={TONE_NUMBER: "tone", DTMF_NUMBER: "dtmf"}, **workers) as server:
         idle, rss_idle = measure_idle(server, args)
         result.update(idle)
         load = CallLoad(children, args, server, directory, scenario, TONE_NUMBER, calls, timeout=hold + ramp + 120)
         log(f"{label}: SIPp started at {args.rate}/s, each held {hold} s")
         load.wait_until_up(server, args, label)
-        window, capture = measure_window(server, load, children, args, directory, label, rss_idle)
+        window, capture = measure_window(
+            server, load, children, args, directory, label, rss_idle,
+            spend_window=media_workers_window(server) if args.media_workers else None,
+        )
         result.update(window)
         result["raw_sockets"] = raw_udp_sockets()
         profile = profile_server(server, args, calls, directory, label, keep_as=str(calls))
@@ -149,6 +157,24 @@ def run_size(calls, args, children, scratch):
     return result
 
 
+def media_workers_window(server):
+    """
+    The window spent measuring each media worker's CPU; after it, each
+    worker's sessions and its late and skipped ticks since it started.
+    """
+    pids = [worker["pid"] for worker in telephony_health(server)["media"]["workers"]]
+
+    def spend(seconds):
+        before, started = [cpu_ns(pid) for pid in pids], time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - started
+        cpu = [100 * (cpu_ns(pid) - was) / 1e9 / elapsed for pid, was in zip(pids, before)]
+        workers = telephony_health(server)["media"]["workers"]
+        return {"workers": [dict(worker, cpu_pct=pct) for worker, pct in zip(workers, cpu)]}
+
+    return spend
+
+
 def print_table(results):
     print_table_header(
         WINDOW_COLUMNS + "| echo delay p50/p99 ms, not returned | SIPp CPU | DTMF 123# | target |"
@@ -182,6 +208,12 @@ def print_details(results):
             f"mean {e['mean']:.2f} ms (ours {s['mean']:.2f}), p1/p50/p99/max {e['p1']:.1f} / {e['p50']:.1f} / {e['p99']:.1f} / {e['max']:.0f} ms; "
             f"echo delay max {r['delay']['max']:.1f} ms over {r['delay']['matched']} packets"
         )
+        for worker in r.get("workers", ()):
+            print(
+                f"  media worker {worker['index']}: {worker['cpu_pct']:.0f}% CPU in the window, "
+                f"{worker['sessions']} sessions, ticks late / skipped since it started "
+                f"{worker['late_ticks']} / {worker['skipped_ticks']} of {worker['ticks']}"
+            )
         if "profile" in r:
             print_profile(r["profile"])
     held = [r["calls"] for r in results if meets_media_target(r)]
@@ -198,6 +230,8 @@ def main():
     add_profile_options(parser)
     parser.add_argument("--dtmf-calls", type=int, default=10,
                         help="DTMF-test calls made on top of the load after the window (0: none)")
+    parser.add_argument("--media-workers", type=int, default=0,
+                        help="media worker processes ([telephony] media_workers; 0: media in the server)")
     add_machine_options(parser, keep_profile_help="copy py-spy's raw output here ({n}: the size)")
     args = parser.parse_args()
     check_options(parser, args, why_root="tcpdump captures, SIPp's play_pcap_audio (DTMF calls) uses a raw socket")

@@ -225,6 +225,13 @@ class TelephonyConfig:
     media_timeout: float = setting(
         Number(5, 3600), 30.0, "Seconds without RTP from a caller (not on hold) before the call is ended."
     )
+    media_workers: int = setting(
+        Integer(0, 64),
+        0,
+        "Media worker processes, each carrying its share of the calls' RTP on its own clock (one "
+        "process holds about 500 calls: give one per core).  0 keeps all media in the server process, "
+        "as do calls that come while no worker is ready.",
+    )
     trunks: tuple = setting(
         TrunkList(),
         (),

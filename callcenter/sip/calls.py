@@ -70,6 +70,8 @@ class InboundCall(SIPChannel, ClientOwner):
         self.log = bind(self.log, cid=self.correlation_id)
         session.dtmf_received = self._dtmf
         session.inactive = self._media_inactive
+        if getattr(session, "in_worker", False):
+            session.lost = self._media_lost
 
     @property
     def key(self):
@@ -178,6 +180,10 @@ class InboundCall(SIPChannel, ClientOwner):
         self.log.warn("no RTP from the caller; hanging up")
         self.hangup("media timeout")
 
+    def _media_lost(self, reason):
+        self.log.error("call's media is lost ({reason}); hanging up", reason=reason)
+        self.hangup("media lost")
+
     def _end(self, reason):
         if self.state == "ended":
             return
@@ -215,9 +221,12 @@ class Calls:
     log = Logger()
     allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, REFER, REGISTER"
 
-    def __init__(self, layer, clock, media, media_address, route, local_address):
+    def __init__(self, layer, clock, media, media_address, route, local_address, media_for=None):
         """
         @param media: the L{callcenter.media.engine.MediaEngine}.
+        @param media_for: when given, C{media_for(application)} is what
+            opens the media session of a call to C{application} (the
+            engine, or L{callcenter.media.remote.MediaWorkers}).
         @param media_address: the address put in our SDP.
         @param local_address: C{destination -> (transport, host, port)} of
             our end of where a request came in, for Via and Contact.
@@ -226,6 +235,7 @@ class Calls:
         self.clock = clock
         self.media_address = media_address
         self._media = media
+        self._media_for = media_for
         self._route = route
         self._local_address = local_address
         self._by_dialog = {}
@@ -277,7 +287,8 @@ class Calls:
             return
         try:
             offer = sdp.SessionDescription.parse(request.body) if request.body else None
-            session = self._media.open_session()
+            media = self._media if self._media_for is None else self._media_for(application)
+            session = media.open_session()
         except sdp.SDPError as e:
             transaction.respond(400, f"Bad Request - Bad SDP: {e}"[:120])
             return

@@ -63,6 +63,8 @@ class SIPChannel:
         self._session.echo()
 
     def record(self, rx=None, tx=None, mixed=None):
+        if getattr(self._session, "in_worker", False):
+            return self._session.record(rx=rx, tx=tx, mixed=mixed)
         return CallRecording(self._session, rx=rx, tx=tx, mixed=mixed)
 
     def bridge(self, other):
@@ -72,7 +74,7 @@ class SIPChannel:
         return self._calls.transfer(self, number)
 
     def stats(self):
-        return self._session.stats()
+        return self._session.stats
 
     def collect_digits(self, maximum, first_timeout, inter_digit_timeout, terminators="#"):
         """Digits pressed during a prompt are kept: callers type ahead."""

@@ -37,11 +37,15 @@ class Connector:
     that is gone (a TCP phone that disconnected).
     """
 
-    def __init__(self, calls, media, location, destination_of, domain, ring_timeout=60):
+    def __init__(self, calls, media, location, destination_of, domain, ring_timeout=60, workers=None):
         """
         @param ring_timeout: seconds the outgoing legs may ring before the
             caller is told nobody answers (480).
+        @param workers: the L{callcenter.media.remote.MediaWorkers}, if
+            any: an outgoing leg's media then goes where the caller's is,
+            and the two are bridged there.
         """
+        self._workers = workers
         self._ring_timeout = ring_timeout
         self._calls = calls
         self._media = media
@@ -73,6 +77,8 @@ class Connector:
 
             return self.connect(channel, contacts, leg)
 
+        # Both legs' media may run in a media worker, bridged there.
+        ring.media_in_worker = True
         return ring
 
     def through_trunk(self, trunk, number):
@@ -80,7 +86,7 @@ class Connector:
 
         def dial_out(channel):
             def leg(progress):
-                session = self._media.open_session()
+                session = self._open_leg(channel)
                 try:
                     return trunk.dial(
                         number,
@@ -96,12 +102,19 @@ class Connector:
 
             return self.connect(channel, [()], leg)
 
+        dial_out.media_in_worker = True
         return dial_out
+
+    def _open_leg(self, channel):
+        """The media session of an outgoing leg for C{channel}: beside the caller's."""
+        if self._workers is None:
+            return self._media.open_session()
+        return self._workers.open_session_beside(channel.media)
 
     def _dial(self, channel, target, destination, progress, to=None):
         caller = channel.caller
         user = caller.number or "anonymous"
-        session = self._media.open_session()
+        session = self._open_leg(channel)
         return dial(
             self._calls,
             target,
@@ -185,7 +198,7 @@ class Connector:
         Bridge C{a} and C{b} until one hangs up (the other is then hung up)
         or one asks for a blind transfer of the other.
         """
-        bridge = Bridge(a.media, b.media)
+        bridge = Bridge(a.media, b.media) if self._workers is None else self._workers.bridge(a.media, b.media)
         transfer = defer.Deferred()
         for side, other in ((a, b), (b, a)):
             _relay_dtmf(side, other)

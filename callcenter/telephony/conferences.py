@@ -63,8 +63,11 @@ class Conferences:
         thread).
     """
 
-    def __init__(self, engine, settings=None, verify=None, clock=None, room_factory=ConferenceRoom):
+    def __init__(self, engine, settings=None, verify=None, clock=None, room_factory=ConferenceRoom, workers=None):
         self._engine = engine
+        # With media workers, a room mixes in the worker its callers' media
+        # is placed in (the service places calls to a room's number together).
+        self._workers = workers
         self._settings = dict(settings or {})
         self._verify = verify
         self._clock = clock
@@ -79,13 +82,24 @@ class Conferences:
         room = self._rooms.get(number)
         return 0 if room is None else len(room.members)
 
-    def _room(self, number, settings):
+    def _room(self, number, settings, session):
+        """The room C{number} (opened where C{session} is), or None when C{session} cannot join it from where it is."""
+        worker = getattr(session, "worker", None)
         room = self._rooms.get(number)
         if room is None:
-            room = self._rooms[number] = self._room_factory(
-                self._engine, wait_for_moderator=settings.wait_for_moderator,
-                end_with_moderator=settings.end_with_moderator,
-            )
+            if worker is None:
+                room = self._room_factory(
+                    self._engine, wait_for_moderator=settings.wait_for_moderator,
+                    end_with_moderator=settings.end_with_moderator,
+                )
+            else:
+                room = self._workers.room(
+                    session, wait_for_moderator=settings.wait_for_moderator,
+                    end_with_moderator=settings.end_with_moderator,
+                )
+            self._rooms[number] = room
+        elif getattr(room, "worker", None) is not worker:
+            return None
         return room
 
     def application(self, number):
@@ -95,7 +109,16 @@ class Conferences:
         @defer.inlineCallbacks
         def join(channel):
             yield channel.answer()
-            room = self._room(number, settings)
+            room = self._room(number, settings, channel.media)
+            if room is None:
+                # A call transferred here whose media runs in another
+                # process than the room's: a session does not move (yet).
+                channel.log.warn(
+                    "conference {number} refused: the call's media runs in another process than the room's",
+                    number=number,
+                )
+                channel.hangup("unavailable")
+                return
             try:
                 member = room.join(channel.media, muted=settings.listeners_muted)
             except RoomEnded:
@@ -136,6 +159,8 @@ class Conferences:
                     room.end()
                     del self._rooms[number]
 
+        # With media workers, the room's callers go to one worker, where it mixes.
+        join.media_affinity = ("conference", number)
         return join
 
     @defer.inlineCallbacks

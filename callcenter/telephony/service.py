@@ -15,6 +15,7 @@ from callcenter.health import OK, Health
 from callcenter.interfaces import IHealthCheck
 from callcenter.listeners import datagram_listener, stream_listener
 from callcenter.media.engine import MediaEngine
+from callcenter.media.remote import MediaWorkers
 from callcenter.passwords import verify_password
 from callcenter.sip.accounts import REFRESH_SECONDS, AccountCache
 from callcenter.sip.authn import Authenticator
@@ -34,6 +35,10 @@ from callcenter.telephony.conferences import Conferences
 from callcenter.telephony.routing import Router, TrunkRoute
 
 PURGE_INTERVAL = 60
+# The route targets whose calls' media may run in a media worker, besides
+# IVR flows and the B2BUA's applications (marked media_in_worker) and
+# conference rooms (media_affinity: a room's callers go to one worker).
+WORKER_TARGETS = ("echo", "tone", "dtmf")
 
 
 @implementer(IHealthCheck)
@@ -79,6 +84,24 @@ class TelephonyService(MultiService):
             # only for far ends that send no RFC 4733 events.
             inband_dtmf="auto",
         )
+        # With media workers, the calls they can carry go there; the rest,
+        # and every call while no worker is up, stay on self.media.
+        self.media_workers = None
+        if not config.media_workers:
+            media_for = None
+        else:
+            self.media_workers = MediaWorkers(context.reactor, clock, self.media, config.media_workers)
+            in_worker = {APPLICATIONS[target] for target in WORKER_TARGETS}
+
+            def media_for(application):
+                affinity = getattr(application, "media_affinity", None)
+                if affinity is not None:
+                    return self.media_workers.placed(affinity)
+                if application in in_worker or getattr(application, "media_in_worker", False):
+                    return self.media_workers
+                return self.media
+
+            self.log.info("{count} media workers carry the calls' media", count=config.media_workers)
         trusted = config.trusted_networks
 
         def local_address(destination):
@@ -94,7 +117,9 @@ class TelephonyService(MultiService):
         streams = SIPStreamFactory(self.core)
         secure = SIPStreamFactory(self.core, "TLS")
         self.layer = TransactionLayer(clock, self.core.send, None, Timers(T1=config.t1))
-        self.calls = Calls(self.layer, clock, self.media, config.media_address, self._route, local_address)
+        self.calls = Calls(
+            self.layer, clock, self.media, config.media_address, self._route, local_address, media_for=media_for
+        )
         self.connector = Connector(
             self.calls,
             self.media,
@@ -102,6 +127,7 @@ class TelephonyService(MultiService):
             lambda binding: destination_of(binding.source, udp, {"tcp": streams, "tls": secure}),
             config.media_address,
             ring_timeout=config.ring_timeout,
+            workers=self.media_workers,
         )
         self.trunks = [
             Trunk(
@@ -120,7 +146,9 @@ class TelephonyService(MultiService):
             # argon2 takes tens of milliseconds: never on the reactor thread.
             return deferToThreadPool(context.reactor, context.reactor.getThreadPool(), verify_password, pin_hash, pin)
 
-        self.conferences = Conferences(self.media, dict(config.conferences), verify_pin, context.clock)
+        self.conferences = Conferences(
+            self.media, dict(config.conferences), verify_pin, context.clock, workers=self.media_workers
+        )
         for number in dict(config.conferences):
             if dict(config.routes).get(number) != "conference":
                 self.log.warn("[telephony.conferences] names {number}, which no route makes a conference room",
@@ -159,21 +187,26 @@ class TelephonyService(MultiService):
         gauges = [
             ("callcenter_calls", "Call legs up or being set up.", lambda: len(self.calls)),
             ("callcenter_sip_transactions", "SIP transactions held.", lambda: len(self.layer)),
-            ("callcenter_media_sessions", "RTP sessions open.", lambda: len(self.media.sessions)),
+            ("callcenter_media_sessions", "RTP sessions open.", lambda: len(self._all_media.sessions)),
             (
                 "callcenter_media_late_ticks",
-                "Media clock ticks run a whole tick late (the process is short of CPU).",
-                lambda: self.media.late_ticks,
+                "Media clock ticks run a whole tick late (the process is short of CPU), over every media process.",
+                lambda: self._all_media.late_ticks,
             ),
             (
                 "callcenter_media_skipped_ticks",
-                "Media clock ticks skipped: audio was not sent for them.",
-                lambda: self.media.skipped_ticks,
+                "Media clock ticks skipped: audio was not sent for them, over every media process.",
+                lambda: self._all_media.skipped_ticks,
             ),
             ("callcenter_sip_registrations", "Extensions with a live registration.", self.location.registered_count),
         ]
         for name, help_text, read in gauges:
             Gauge(name, help_text, registry=registry).set_function(read)
+
+    @property
+    def _all_media(self):
+        """What counts every media session: the workers with our engine, or our engine alone."""
+        return self.media_workers if self.media_workers is not None else self.media
 
     def _route(self, request, source, caller):
         return self.router.route(request, source, caller)
@@ -182,11 +215,16 @@ class TelephonyService(MultiService):
         if target == "conference":
             return self.conferences.application(number)
         if target.startswith("ivr:"):
-            return ivr_application(target[len("ivr:"):], components)
+            application = ivr_application(target[len("ivr:"):], components)
+            # Prompts, key presses, recordings, transfers: all work with the media in a worker.
+            application.media_in_worker = True
+            return application
         return APPLICATIONS[target]
 
     def startService(self):
         self.media.start()
+        if self.media_workers is not None:
+            self.media_workers.start()
         self.location.load().addCallbacks(
             lambda count: self.log.info("{count} registrations loaded", count=count),
             lambda f: self.log.failure("loading registrations failed", f),
@@ -204,7 +242,10 @@ class TelephonyService(MultiService):
         d = trunks.addBoth(lambda _: super(TelephonyService, self).stopService())
 
         def listeners_stopped(result):
-            stopped = defer.gatherResults([self.media.stop(), self.location.flushed()])
+            stopping = [self.media.stop(), self.location.flushed()]
+            if self.media_workers is not None:
+                stopping.append(self.media_workers.stop())
+            stopped = defer.gatherResults(stopping)
             return stopped.addCallback(lambda _: result)
 
         return d.addBoth(listeners_stopped)
@@ -227,7 +268,8 @@ class TelephonyService(MultiService):
                 "blocked_sources": len(self.guard.blocked_sources()),
                 "conferences": len(self.conferences),
                 # Late and skipped ticks say the shared clock is starved.
-                "media": self.media.stats,
+                # With workers: summed over them and us, and each worker's own.
+                "media": self._all_media.stats,
                 "trunks": {trunk.username: trunk.status() for trunk in self.trunks},
             },
         )

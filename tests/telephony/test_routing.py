@@ -33,7 +33,10 @@ class Accounts:
         }
 
     def lookup(self, username):
-        return defer.succeed(self._accounts.get(username))
+        return defer.succeed(self.known(username))
+
+    def known(self, username):
+        return self._accounts.get(username)
 
 
 class Connector:
