@@ -16,6 +16,7 @@ import time
 import _rtp
 from _machine import (
     MachineLoad, cpu_ns, cpu_ticks, load_cpus, log, rss_kb, thread_count, top_functions, wait_for_quiet,
+    with_children,
 )
 from _rtp import socket_drops, start_capture, tcpdump_counts
 from _server import BIN, live_calls, media_stats
@@ -77,7 +78,7 @@ def measure_idle(server, args):
     pid = server.pid
     if args.pin:
         os.sched_setaffinity(pid, {0})
-    waited, _ = wait_for_quiet(args.quiet, args.quiet_wait, {pid, os.getpid()})
+    waited, _ = wait_for_quiet(args.quiet, args.quiet_wait, {*with_children(pid), os.getpid()})
     # Idle: the engine's clock runs with no session.
     time.sleep(1)
     rss_idle, cpu_before, started = rss_kb(pid), cpu_ns(pid), time.monotonic()
@@ -100,7 +101,7 @@ def measure_window(server, load, children, args, directory, label, rss_idle, cap
     """
     pid = server.pid
     fields = {}
-    ours = {pid, load.pid, os.getpid(), *(capture.pid for capture in captures)}
+    ours = {*with_children(pid), load.pid, os.getpid(), *(capture.pid for capture in captures)}
     if args.window_wait:
         fields["waited_window"], _ = wait_for_quiet(args.quiet, args.window_wait, ours)
 

@@ -56,6 +56,18 @@ def rss_kb(pid):
     return 0
 
 
+def with_children(pid):
+    """C{pid} and its child processes (a server's media workers): all of them are ours."""
+    pids = {pid}
+    for children in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(children) as listing:
+                pids.update(int(child) for child in listing.read().split())
+        except OSError:
+            continue  # The thread ended meanwhile.
+    return pids
+
+
 def thread_count(pid):
     return len(os.listdir(f"/proc/{pid}/task"))
 
