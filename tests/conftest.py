@@ -23,6 +23,16 @@ def pytest_addoption(parser):
     )
 
 
+# Disjoint per backend, so the two halves of ``make test`` running side by
+# side never hand the same port to two peers; below the RTP range
+# (20000-29999) and the kernel's ephemeral ports (32768 up).
+TEST_PORTS = {"sqlite": "10000-14999", "postgresql": "15000-19999"}
+
+
+def pytest_configure(config):
+    os.environ.setdefault("CALLCENTER_TEST_PORTS", TEST_PORTS[config.getoption("--db")])
+
+
 def pytest_report_header(config):
     return f"callcenter store backend: {config.getoption('--db')}"
 

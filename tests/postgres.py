@@ -32,10 +32,46 @@ def _bindir():
     raise RuntimeError("PostgreSQL is not installed: run 'make test' (it installs it)")
 
 
+_next_ports = {}
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """
+    A port on 127.0.0.1 free for both TCP and UDP, for a peer the tests
+    start (SIPp, baresip, PostgreSQL) that must be told its port.
+
+    A port learnt by binding port 0 comes from the kernel's ephemeral range,
+    where the servers under test, the other half of ``make test`` running
+    alongside, and every outgoing connection also draw: between closing it
+    here and the peer binding it, another process may take it.  So when
+    $CALLCENTER_TEST_PORTS names a range (conftest gives each backend's run
+    its own, outside the ephemeral and RTP ranges), ports are handed out in
+    turn from there, each checked free first.  Every other one: a peer given
+    port P may take P+1 too (baresip's TLS listener, SIPp's RTCP).
+    """
+    span = os.environ.get("CALLCENTER_TEST_PORTS")
+    if not span:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    first, last = (int(end) for end in span.split("-"))
+    candidate = _next_ports.get(span, first)
+    for _ in range((last - first) // 2):
+        port, candidate = candidate, (first if candidate + 3 > last else candidate + 2)
+        if _bindable(port):
+            _next_ports[span] = candidate
+            return port
+    raise RuntimeError(f"no free port in {span}")
+
+
+def _bindable(port):
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
 
 
 class PostgresServer:
@@ -103,3 +139,41 @@ def create_database(admin_url):
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def copy_database(source_url, target_url):
+    """
+    Make the database at C{target_url} a copy of C{source_url}'s, when the
+    target is still new (no SQLite file yet, or a PostgreSQL database without
+    tables); returns whether it did.  The source must have no connections.
+    """
+    if target_url.startswith("sqlite:///"):
+        return _copy_sqlite(source_url[len("sqlite:///"):], target_url[len("sqlite:///"):])
+    import psycopg
+
+    admin_url, name = target_url.rsplit("/", 1)
+    source = source_url.rsplit("/", 1)[1]
+    with psycopg.connect(target_url) as connection:
+        tables = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()[0]
+    if tables:
+        return False
+    with psycopg.connect(admin_url + "/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    return True
+
+
+def _copy_sqlite(source_path, target_path):
+    import sqlite3
+
+    if os.path.exists(target_path):
+        return False
+    source, target = sqlite3.connect(source_path), sqlite3.connect(target_path)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return True

@@ -63,6 +63,7 @@ class _Coalescing:
         self._held = held
         self._items = []
         self._waiters = []
+        self._drained = []
         self._call = None
         self._flushing = False
 
@@ -80,6 +81,18 @@ class _Coalescing:
     def release(self):
         """The hold may be over: hand over what waited."""
         self._schedule()
+
+    @property
+    def busy(self):
+        return bool(self._items) or self._flushing
+
+    def drained(self):
+        """Fires once nothing waits here and no hand-over is being written."""
+        if not self.busy:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._drained.append(d)
+        return d
 
     def _go(self):
         self._call = None
@@ -99,6 +112,10 @@ class _Coalescing:
         def next_one(result):
             self._flushing = False
             self._schedule()
+            if not self.busy:
+                drained, self._drained = self._drained, []
+                for d in drained:
+                    d.callback(None)
             return result
 
         done.addBoth(next_one)
@@ -171,7 +188,7 @@ class Outbox:
         self._receipt_retry = None
         for worker in self.workers.values():
             worker.stop()
-        return self._committer.idle()
+        return self.idle()
 
     def _sweep(self):
         """Take up messages queued by others (the CLI, another node); the workers ignore those they have."""
@@ -318,9 +335,20 @@ class Outbox:
             unmatched.update(id(receipt) for receipt in records.record_receipts(connection, channel, batch, now))
         return unmatched
 
+    @defer.inlineCallbacks
     def idle(self):
-        """Fires once everything handed to the store so far is written (for tests and shutdown)."""
-        return self._committer.idle()
+        """
+        Fires once everything handed to the outbox so far is written: the
+        events' messages and how their sends went (for tests and shutdown:
+        an outcome still waiting for its turn when the process stops would
+        have the message sent again after a restart).
+        """
+        # A send that fails at once turns an event's hand-over into an
+        # outcome's: wait until both are quiet together.
+        while self._events.busy or self._outcomes.busy:
+            yield self._events.drained()
+            yield self._outcomes.drained()
+        yield self._committer.idle()
 
     # -- catching up with the ledger
 

@@ -180,10 +180,6 @@ class InboundCall(SIPChannel, ClientOwner):
         self.log.warn("no RTP from the caller; hanging up")
         self.hangup("media timeout")
 
-    def _media_lost(self, reason):
-        self.log.error("call's media is lost ({reason}); hanging up", reason=reason)
-        self.hangup("media lost")
-
     def _end(self, reason):
         if self.state == "ended":
             return

@@ -200,6 +200,11 @@ class SIPChannel:
         )
         return answer.to_bytes()
 
+    def _media_lost(self, reason):
+        # A media worker died with this leg's session: the audio is gone for good.
+        self.log.error("call's media is lost ({reason}); hanging up", reason=reason)
+        self.hangup("media lost")
+
     def _dtmf(self, digit, source="rtp"):
         # The media session merges RFC 4733 and in-band; a phone may send the
         # same key press as SIP INFO too.

@@ -148,6 +148,8 @@ class OutboundCall(SIPChannel, ClientOwner):
         self.log = bind(self.log, cid=self.correlation_id)
         session.dtmf_received = self._dtmf
         session.inactive = self._media_inactive
+        if getattr(session, "in_worker", False):
+            session.lost = self._media_lost
 
     @property
     def key(self):

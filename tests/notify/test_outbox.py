@@ -278,6 +278,33 @@ def test_a_permanent_refusal_is_dead_at_once(harness):
     assert (row["state"], row["attempts"], row["last_error"]) == ("dead", 1, "ESME_RINVDSTADR: invalid destination")
 
 
+def test_idle_and_stop_wait_for_an_outcome_still_waiting_for_its_turn(harness):
+    """
+    How a send went is written at the end of the reactor turn: idle() (and
+    stop(), which a shutdown waits on) waits for it too, or a message sent
+    just before a stop would be sent again after the restart.
+    """
+    h = harness(channels=("sms",))
+    h.start()
+    h.publish(fill())
+    h.senders["sms"].answer_all()
+    idle = h.outbox.idle()
+    assert not idle.called
+    h.turn()
+    assert idle.called and sms_states(h) == ["sent"]
+
+    h.publish(fill(order_no=8))
+    h.senders["sms"].answer_all(PermanentFailure("no such number"))
+    stopped = h.outbox.stop()
+    assert not stopped.called
+    h.turn()
+    assert stopped.called and sms_states(h) == ["sent", "dead"]
+
+
+def sms_states(h):
+    return [row["state"] for row in h.messages() if row["channel"] == "sms"]
+
+
 def test_a_dead_message_requeued_by_staff_is_sent_again(harness):
     h = harness(channels=("sms",))
     h.start()

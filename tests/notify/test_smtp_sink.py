@@ -25,17 +25,12 @@ from callcenter.notify.message import Accepted, OutgoingMessage, PermanentFailur
 from callcenter.notify.smtp.protocol import TransactionAborted
 from callcenter.notify.smtp.relays import Relay
 from callcenter.notify.smtp.sender import SmtpSender
+from postgres import free_port
 
 DEADLINE = 30
 # Not skipped when missing: `make test` installs Debian postfix, and a
 # silently skipped peer would hide the only pipelining server in the tests.
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port, process):

@@ -37,6 +37,7 @@ from callcenter.radius.metrics import RadiusMetrics
 from callcenter.radius.policy import AccessPolicy
 from callcenter.radius.protocol import AuthenticationProtocol
 from internet_helpers import PASSWORD, CountingStore, add_tiers, open_internet
+from postgres import free_port
 
 SECRET = "mschap-e2e-secret"
 DEADLINE = 30
@@ -216,17 +217,11 @@ def freeradius_config(directory, port, users):
     return conf
 
 
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def freeradius(tmp_path_factory):
     """FreeRADIUS in the foreground on a port of its own; its port."""
     directory = str(tmp_path_factory.mktemp("freeradius"))
-    port = free_udp_port()
+    port = free_port()
     conf = freeradius_config(directory, port, [("zhang", PASSWORD)])
     log = open(os.path.join(directory, "freeradius.out"), "w")
     process = subprocess.Popen(["freeradius", "-f", "-l", "stdout", "-d", conf], stdout=log, stderr=subprocess.STDOUT)

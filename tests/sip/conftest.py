@@ -8,14 +8,34 @@ import pytest
 
 from baresip import Baresip
 
+from postgres import copy_database, create_database
 from processes import callcenter, server_config, twistd
 from telephony_server import ETC, SERVICE_NUMBERS, Server
 
 PROMPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "var", "prompts")
 
 
+@pytest.fixture(scope="session")
+def demo_database(tmp_path_factory, backend, postgres_admin_url):
+    """
+    A database with the demo data, loaded once for the session by `callcenter
+    demo load`: each server's database starts as a copy of it.  Loading
+    hashes 17 demo passwords and PINs at argon2's production cost, some 4 s
+    of CPU per server; test_cli tests the command itself.
+    """
+    directory = tmp_path_factory.mktemp("demo")
+    if backend == "postgresql":
+        url = create_database(postgres_admin_url)
+    else:
+        url = f"sqlite:///{directory}/demo.sqlite"
+    config = server_config(directory / "callcenter.toml", url)
+    loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
+    assert loaded.returncode == 0, loaded.stderr
+    return url
+
+
 @pytest.fixture
-def start_server(tmp_path, db_url):
+def start_server(tmp_path, db_url, demo_database):
     """Start the server, demo data loaded, with these [telephony] settings (and other tables)."""
     started = []
 
@@ -31,8 +51,9 @@ def start_server(tmp_path, db_url):
                 **telephony,
             },
         )
-        loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
-        assert loaded.returncode == 0, loaded.stderr
+        if not copy_database(demo_database, db_url):
+            loaded = callcenter("demo", "load", "--config", config, "--data", ETC)
+            assert loaded.returncode == 0, loaded.stderr
         started.append(twistd(config, cwd=tmp_path))
         return Server(started[-1])
 

@@ -365,3 +365,34 @@ def test_early_media_in_a_183_is_played_while_it_rings(calls, engine, wire):
     assert engine.sessions[0].remote == ("198.51.100.20", 50000, "PCMA")
     assert outcome.call.codec.encoding == "PCMA"
     assert outcome.result is None
+
+
+class WorkerEngine(FakeEngine):
+    """Sessions as a media worker's (callcenter.media.remote_session): they can be lost."""
+
+    def open_session(self):
+        session = super().open_session()
+        session.in_worker = True
+        session.lost = None
+        return session
+
+
+def test_a_leg_whose_media_worker_died_is_hung_up_at_once(calls, wire):
+    """Not left to the RTP inactivity timeout: the far end gets its BYE as soon as the media is gone."""
+    engine = WorkerEngine()
+    outcome, far = answered(calls, engine, wire)
+    engine.sessions[0].lost("media worker 1 died")
+    [bye] = sent_requests(wire)
+    assert bye.method == "BYE" and bye.to_addr.tag == "carrier-1"
+    assert outcome.call.ended.result == "media lost"
+    assert len(calls) == 0
+
+
+def test_a_call_still_ringing_when_its_media_worker_dies_is_cancelled(calls, wire):
+    engine = WorkerEngine()
+    outcome = place(calls, engine)
+    far = FarEnd(calls, invite_of(wire))
+    far.respond(180)
+    engine.sessions[0].lost("media worker 0 died")
+    [cancel] = sent_requests(wire)
+    assert cancel.method == "CANCEL"

@@ -7,7 +7,6 @@ built here directly, without the whole server.
 """
 
 import os
-import socket
 
 import pytest
 import pytest_twisted
@@ -22,15 +21,10 @@ from callcenter.sip.outbound import dial
 from callcenter.sip.transaction import TransactionLayer
 from callcenter.sip.transport import DatagramDestination, SIPCore, SIPDatagramProtocol
 from callcenter.sip.trunk import Trunk, udp_destinations
+from postgres import free_port
 
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 DEADLINE = 30
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Endpoint:
@@ -73,7 +67,7 @@ def sipp(tmp_path, port, *scenario):
 
 @pytest_twisted.inlineCallbacks
 def test_sipp_as_a_carrier_answers_our_call_and_takes_our_bye(tmp_path, endpoint):
-    port = free_udp_port()
+    port = free_port()
     finished = sipp(tmp_path, port, "-sn", "uas")
     progress = []
     call = dial(
@@ -98,7 +92,7 @@ def test_sipp_as_a_carrier_answers_our_call_and_takes_our_bye(tmp_path, endpoint
 
 @pytest_twisted.inlineCallbacks
 def test_sipp_as_a_registrar_challenges_and_takes_our_registration(tmp_path, endpoint):
-    port = free_udp_port()
+    port = free_port()
     finished = sipp(tmp_path, port, "-sf", os.path.join(SCENARIOS, "carrier_registrar.xml"))
     trunk = Trunk(
         endpoint.calls,
