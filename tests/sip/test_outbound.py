@@ -390,7 +390,7 @@ def test_a_leg_whose_media_worker_died_is_hung_up_at_once(calls, wire):
 
 def test_a_call_still_ringing_when_its_media_worker_dies_is_cancelled(calls, wire):
     engine = WorkerEngine()
-    outcome = place(calls, engine)
+    place(calls, engine)
     far = FarEnd(calls, invite_of(wire))
     far.respond(180)
     engine.sessions[0].lost("media worker 0 died")
