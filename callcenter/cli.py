@@ -190,6 +190,21 @@ def _run(database, work, *args):
         _database_failed(database, e)
 
 
+def _in_database(args, work, *work_args, refused=()):
+    """
+    C{work(connection, *work_args)} in a transaction of the configured
+    database, opened for it and closed after; an exception of C{refused}
+    (a mistake in what was asked) is told in one line.
+    """
+    database = _opened(args)
+    try:
+        return _run(database, work, *work_args)
+    except refused as e:
+        exit_with([str(e)], CONFIG_ERROR)
+    finally:
+        database.close()
+
+
 def _staff_origin():
     from callcenter.store.schema import audit_log
     from callcenter.trading.model import Origin
@@ -322,14 +337,7 @@ def account_show(args):
     from callcenter.trading.admin import AdminError, account_summary
     from callcenter.trading.money import format_cny
 
-    database = _opened(args)
-    try:
-        try:
-            summary = _run(database, account_summary, args.account)
-        except AdminError as e:
-            exit_with([str(e)], CONFIG_ERROR)
-    finally:
-        database.close()
+    summary = _in_database(args, account_summary, args.account, refused=AdminError)
     names = " / ".join(filter(None, (summary.name_zh, summary.name_en)))
     held = ", ".join(f"{exchange} {number}" for exchange, number in sorted(summary.shareholder_accounts.items()))
     locked = f"locked since {summary.locked_at:%Y-%m-%d %H:%M:%S}" if summary.locked_at else "not locked"
@@ -356,15 +364,7 @@ def _load_instruments(connection, origin, path):
 
 
 def instruments_load(args):
-    origin = _staff_origin()
-    database = _opened(args)
-    try:
-        try:
-            counts = _run(database, _load_instruments, origin, args.file)
-        except (OSError, ValueError) as e:
-            exit_with([str(e)], CONFIG_ERROR)
-    finally:
-        database.close()
+    counts = _in_database(args, _load_instruments, _staff_origin(), args.file, refused=(OSError, ValueError))
     print(f"instruments from {args.file}: {counts['inserted']} inserted, {counts['updated']} updated")
 
 
@@ -471,14 +471,7 @@ def hash_pin(args):
 
 
 def _ivr_change(args, work, *work_args):
-    database = _opened(args)
-    try:
-        try:
-            return _run(database, work, *work_args)
-        except ValueError as e:
-            exit_with([str(e)], CONFIG_ERROR)
-    finally:
-        database.close()
+    return _in_database(args, work, *work_args, refused=ValueError)
 
 
 def ivr_category_add(args):

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from callcenter.cli import _chap_key_variable, _configured_chap_secrets, _opened, _run, _staff_origin
+from callcenter.cli import _chap_key_variable, _configured_chap_secrets, _in_database, _staff_origin
 from callcenter.tap import CONFIG_ERROR, exit_with, load
 
 # What `internet kick` exits with when the NAS refused or did not answer.
@@ -74,14 +74,7 @@ def _internet_change(args, action, work, *work_args):
         audit.append(connection, origin, action, "ok", changed.fund_account_no, {"username": changed.username})
         return changed
 
-    database = _opened(args)
-    try:
-        try:
-            return _run(database, audited)
-        except InternetAccountError as e:
-            exit_with([str(e)], CONFIG_ERROR)
-    finally:
-        database.close()
+    return _in_database(args, audited, refused=InternetAccountError)
 
 
 # What the password sealed for CHAP allows (callcenter/radius/mschap.py derives MS-CHAP's NT hash from it).
@@ -139,11 +132,7 @@ def internet_tier(args):
 def _internet_account(args, username):
     from callcenter.radius.accounts import account
 
-    database = _opened(args)
-    try:
-        found = _run(database, account, username)
-    finally:
-        database.close()
+    found = _in_database(args, account, username)
     if found is None:
         exit_with([f"no internet account {username!r}"], CONFIG_ERROR)
     return found
@@ -201,25 +190,14 @@ def internet_tier_add(args):
         audit.append(connection, origin, "internet_tier_add", "ok", None, detail)
         return new
 
-    database = _opened(args)
-    try:
-        try:
-            new = _run(database, added)
-        except InternetAccountError as e:
-            exit_with([str(e)], CONFIG_ERROR)
-    finally:
-        database.close()
+    new = _in_database(args, added, refused=InternetAccountError)
     print(f"tier {tier.name} {'added' if new else 'changed'}: {_tier_text(tier)}")
 
 
 def internet_tiers(args):
     from callcenter.radius.accounts import tiers
 
-    database = _opened(args)
-    try:
-        found = _run(database, tiers)
-    finally:
-        database.close()
+    found = _in_database(args, tiers)
     for tier in found:
         print(f"{tier.name}: {_tier_text(tier)}")
     if not found:
@@ -244,11 +222,7 @@ def _session_line(session):
 def internet_online(args):
     from callcenter.radius.accounts import sessions_online
 
-    database = _opened(args)
-    try:
-        online = _run(database, sessions_online, args.user, args.client)
-    finally:
-        database.close()
+    online = _in_database(args, sessions_online, args.user, args.client)
     for session in online:
         print(_session_line(session))
     print(f"{len(online)} session{'' if len(online) == 1 else 's'} online (times in Beijing time)")
@@ -267,11 +241,7 @@ def internet_show(args):
         used = usage(connection, username, month_of(time.time()))
         return found, tier, used, sessions_online(connection, username=username)
 
-    database = _opened(args)
-    try:
-        shown = _run(database, read)
-    finally:
-        database.close()
+    shown = _in_database(args, read)
     if shown is None:
         exit_with([f"no internet account {username!r}"], CONFIG_ERROR)
     found, tier, used, online = shown
