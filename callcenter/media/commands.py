@@ -228,7 +228,12 @@ class WentInactive(amp.Command):
 
 
 class PlayFinished(amp.Command):
-    arguments = [(b"session", amp.Integer()), (b"play", amp.Integer()), (b"result", amp.Boolean())]
+    """C{frames_left}: of a play reported done early (see worker._Player), the frames still going out."""
+
+    arguments = [
+        (b"session", amp.Integer()), (b"play", amp.Integer()), (b"result", amp.Boolean()),
+        (b"frames_left", amp.Integer(optional=True)),
+    ]
     requiresAnswer = False
 
 

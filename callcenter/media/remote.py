@@ -106,10 +106,10 @@ class _WorkerConnection(amp.AMP):
         return {}
 
     @commands.PlayFinished.responder
-    def play_finished(self, session, play, result):
+    def play_finished(self, session, play, result, frames_left=0):
         remote = self._worker.sessions.get(session)
         if remote is not None:
-            remote._play_finished(play, result)
+            remote._play_finished(play, result, frames_left)
         return {}
 
     @commands.EngineStats.responder

@@ -14,6 +14,8 @@ from twisted.logger import Logger
 from callcenter.media import commands
 from callcenter.media.recording import RecordingError
 
+FRAME_SECONDS = 0.020
+
 _EMPTY_STATS = {
     "packets_sent": 0,
     "packets_received": 0,
@@ -65,6 +67,7 @@ class RemoteSession:
         self._inband = None
         self._play = None
         self._play_number = 0
+        self._sounding_until = 0.0
         self._stats = dict(_EMPTY_STATS)
         self._closing = None
         # Set by MediaWorkers.open_session: what it was placed with.
@@ -82,11 +85,24 @@ class RemoteSession:
         if not self.closed and self.inactive is not None:
             self.inactive()
 
-    def _play_finished(self, number, result):
+    def _play_finished(self, number, result, frames_left=0):
         play = self._play
         if play is not None and play[0] == number:
             self._play = None
+            if result:
+                self._sounding_until = self.worker.workers.clock.seconds() + frames_left * FRAME_SECONDS
             play[1].callback(result)
+
+    def tail(self):
+        """
+        Seconds the last prompt still sounds: the worker reports a play
+        done a few frames before its last goes out.  Zero once another
+        play has started (a hang-up cuts that one, as it would in the
+        server's own engine).
+        """
+        if self._play is not None or self.closed:
+            return 0.0
+        return max(0.0, self._sounding_until - self.worker.workers.clock.seconds())
 
     def _worker_lost(self, reason):
         if self.closed:

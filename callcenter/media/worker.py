@@ -72,8 +72,10 @@ class _Player:
     frames still go out, and is queued behind them: the round trip to the
     server never leaves a tick with nothing sent between two prompts, as
     it would on a busy machine.  The report is that much early (at most
-    60 ms); a prompt the server stops or replaces before its report is cut
-    at once, as in the server's own engine.
+    60 ms) and says so (C{frames_left}): a call hung up right after waits
+    for them (L{callcenter.media.remote_session.RemoteSession.tail}).  A
+    prompt the server stops or replaces before its report is cut at once,
+    as in the server's own engine.
     """
 
     def __init__(self, session, report):
@@ -105,13 +107,13 @@ class _Player:
             tell_at = max(0, len(frames) - PLAY_LEAD)
             for index, frame in enumerate(frames):
                 if index == tell_at:
-                    self._tell(True)
+                    self._tell(True, len(frames) - index)
                 yield frame
 
-    def _tell(self, result):
+    def _tell(self, result, frames_left=0):
         number, self._current = self._current, None
         if number is not None:
-            self._report(number, result)
+            self._report(number, result, frames_left)
 
     def _ended(self, result):
         self._running = False
@@ -230,8 +232,8 @@ class WorkerProtocol(amp.AMP):
             return {}
         player = self.players.get(session)
         if player is None:
-            player = self.players[session] = _Player(media, lambda number, result: self._tell(
-                commands.PlayFinished, session=session, play=number, result=result))
+            player = self.players[session] = _Player(media, lambda number, result, frames_left: self._tell(
+                commands.PlayFinished, session=session, play=number, result=result, frames_left=frames_left))
         player.play(play, frames)
         return {}
 

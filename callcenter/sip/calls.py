@@ -134,6 +134,8 @@ class InboundCall(SIPChannel, ClientOwner):
             # timeout); it goes out when that comes.
             self._bye_pending = True
         elif self.state == "confirmed":
+            if self._after_last_prompt(reason):
+                return
             self._send_bye()
         self._end(reason)
 

@@ -200,6 +200,31 @@ class SIPChannel:
         )
         return answer.to_bytes()
 
+    # The hang-up waiting for the last prompt to sound whole.
+    _late_hangup = None
+
+    def _after_last_prompt(self, reason):
+        """
+        True when the hang-up is to come later: a media worker reports a
+        prompt done a few frames early (so back-to-back prompts have no
+        gap), and a BYE sent at once would cut a goodbye's last 60 ms.
+        """
+        if self._late_hangup is not None:
+            # Asked again while waiting (the application's end hangs up
+            # too): still waiting; or the wait is over.
+            return self._late_hangup.active()
+        if not getattr(self._session, "in_worker", False):
+            return False
+        tail = self._session.tail()
+        if tail <= 0:
+            return False
+        self._late_hangup = self._calls.clock.callLater(tail, self._hang_up_after_prompt, reason)
+        return True
+
+    def _hang_up_after_prompt(self, reason):
+        if self.state != "ended":
+            self.hangup(reason)
+
     def _media_lost(self, reason):
         # A media worker died with this leg's session: the audio is gone for good.
         self.log.error("call's media is lost ({reason}); hanging up", reason=reason)

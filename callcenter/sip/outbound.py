@@ -197,7 +197,7 @@ class OutboundCall(SIPChannel, ClientOwner):
     def hangup(self, reason="normal"):
         if self.state in ("calling", "proceeding"):
             self.cancel()
-        elif self.state == "confirmed":
+        elif self.state == "confirmed" and not self._after_last_prompt(reason):
             self._send_bye(self.dialog)
             self._end(reason)
 

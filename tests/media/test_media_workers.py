@@ -9,17 +9,20 @@ import os
 import random
 import signal
 import socket
+from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 
 from callcenter.media import commands, rtp
 from callcenter.media.dtmf import EventSender
 from callcenter.media.engine import MediaEngine, MediaPortsExhausted
 from callcenter.media.remote import MediaWorkers
 from callcenter.media.remote_session import NotInWorker, RemoteSession
+from callcenter.media.worker import _Player
 from callcenter.sip.sdp import AudioFormat
 from callcenter.timing import answer_within
 
@@ -102,6 +105,46 @@ def phone():
     far = Phone().start()
     yield far
     far.port.stopListening()
+
+
+def test_a_play_reported_early_says_how_many_frames_it_still_sends():
+    """Reported with three frames to go, counting the one going out now (worker side, no process)."""
+
+    class Session:
+        def play(self, frames):
+            self.frames = frames
+            return defer.Deferred()
+
+    session, reports = Session(), []
+    player = _Player(session, lambda *report: reports.append(report))
+    player.play(1, [b"\xff" * 160] * 10)
+    for _ in range(7):
+        next(session.frames)
+    assert reports == []
+    next(session.frames)
+    assert reports == [(1, True, 3)]
+
+
+def test_a_session_knows_how_long_its_last_prompt_still_sounds():
+    """Server side, on a clock: the report's frames left, at 20 ms each, until another play starts."""
+    clock = Clock()
+    worker = SimpleNamespace(
+        workers=SimpleNamespace(clock=clock, prompt_key=lambda frames: "prompt"),
+        play=lambda *args: None, tell=lambda *args, **kwargs: None,
+    )
+    session = RemoteSession(worker, 1, 30000)
+    assert session.tail() == 0
+    played = session.play([b"\xff" * 160] * 10)
+    session._play_finished(1, True, 3)
+    assert played.result is True
+    assert session.tail() == pytest.approx(0.06)
+    clock.advance(0.02)
+    assert session.tail() == pytest.approx(0.04)
+    session.play([b"\xff" * 160] * 10)
+    assert session.tail() == 0
+    session._play_finished(2, False, 0)
+    clock.advance(0.1)
+    assert session.tail() == 0
 
 
 def test_frames_are_packed_in_chunks_an_amp_value_holds():

@@ -601,3 +601,70 @@ def test_both_kinds_of_call_leg_are_channels():
 
     assert verifyClass(IChannel, InboundCall)
     assert verifyClass(IChannel, OutboundCall)
+
+
+class PromptTailSession(FakeSession):
+    """A media worker's session (callcenter.media.remote_session): its last prompt sounds C{tail()} more seconds."""
+
+    in_worker = True
+    lost = None
+
+    def __init__(self, port, clock):
+        super().__init__(port)
+        self.clock = clock
+        self.sounding_until = 0.0
+
+    def tail(self):
+        return max(0.0, self.sounding_until - self.clock.seconds())
+
+
+def test_a_hang_up_right_after_a_prompt_from_a_worker_waits_for_its_last_frames(switch, wire, engine, applications, clock):
+    """
+    A worker reports a prompt done 60 ms early (so the next one follows
+    without a gap): the BYE waits for those frames, and goes at once when
+    nothing is left sounding.
+    """
+    engine.open_session = lambda: engine.sessions.append(PromptTailSession(30000, clock)) or engine.sessions[-1]
+    finish = defer.Deferred()
+
+    @defer.inlineCallbacks
+    def goodbye_then_hang_up(channel):
+        yield channel.answer()
+        yield finish
+        channel.hangup()
+
+    applications["wait"] = goodbye_then_hang_up
+    answered_call(switch, wire, "9300")
+    session = engine.sessions[0]
+    session.sounding_until = clock.seconds() + 0.06
+    finish.callback(None)
+    assert wire.take() == [] and not session.closed
+    clock.advance(0.04)
+    assert wire.take() == []
+    clock.advance(0.02)
+    [bye] = wire.take()
+    assert bye.method == "BYE" and session.closed
+
+
+def test_the_caller_hanging_up_while_the_last_frames_go_out_ends_the_call_once(switch, wire, engine, applications, clock):
+    engine.open_session = lambda: engine.sessions.append(PromptTailSession(30000, clock)) or engine.sessions[-1]
+    finish = defer.Deferred()
+
+    @defer.inlineCallbacks
+    def goodbye_then_hang_up(channel):
+        yield channel.answer()
+        yield finish
+        channel.hangup()
+
+    applications["wait"] = goodbye_then_hang_up
+    phone, _ = answered_call(switch, wire, "9300")
+    session = engine.sessions[0]
+    session.sounding_until = clock.seconds() + 0.06
+    finish.callback(None)
+    send(switch, phone.in_dialog("BYE"))
+    assert statuses(wire.take()) == [200]
+    assert session.closed
+    clock.advance(0.06)
+    assert wire.take() == []
+    _, calls = switch
+    assert len(calls) == 0

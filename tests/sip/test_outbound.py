@@ -374,6 +374,7 @@ class WorkerEngine(FakeEngine):
         session = super().open_session()
         session.in_worker = True
         session.lost = None
+        session.tail = lambda: 0.0  # no prompt still sounding
         return session
 
 
