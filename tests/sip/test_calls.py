@@ -618,35 +618,11 @@ class PromptTailSession(FakeSession):
         return max(0.0, self.sounding_until - self.clock.seconds())
 
 
-def test_a_hang_up_right_after_a_prompt_from_a_worker_waits_for_its_last_frames(switch, wire, engine, applications, clock):
+def goodbye_from_a_worker(switch, wire, engine, applications, clock):
     """
-    A worker reports a prompt done 60 ms early (so the next one follows
-    without a gap): the BYE waits for those frames, and goes at once when
-    nothing is left sounding.
+    A call to 9300 whose application, once C{finish} fires, hangs up with
+    its last prompt still sounding for 60 ms; (phone, session, finish).
     """
-    engine.open_session = lambda: engine.sessions.append(PromptTailSession(30000, clock)) or engine.sessions[-1]
-    finish = defer.Deferred()
-
-    @defer.inlineCallbacks
-    def goodbye_then_hang_up(channel):
-        yield channel.answer()
-        yield finish
-        channel.hangup()
-
-    applications["wait"] = goodbye_then_hang_up
-    answered_call(switch, wire, "9300")
-    session = engine.sessions[0]
-    session.sounding_until = clock.seconds() + 0.06
-    finish.callback(None)
-    assert wire.take() == [] and not session.closed
-    clock.advance(0.04)
-    assert wire.take() == []
-    clock.advance(0.02)
-    [bye] = wire.take()
-    assert bye.method == "BYE" and session.closed
-
-
-def test_the_caller_hanging_up_while_the_last_frames_go_out_ends_the_call_once(switch, wire, engine, applications, clock):
     engine.open_session = lambda: engine.sessions.append(PromptTailSession(30000, clock)) or engine.sessions[-1]
     finish = defer.Deferred()
 
@@ -660,6 +636,26 @@ def test_the_caller_hanging_up_while_the_last_frames_go_out_ends_the_call_once(s
     phone, _ = answered_call(switch, wire, "9300")
     session = engine.sessions[0]
     session.sounding_until = clock.seconds() + 0.06
+    return phone, session, finish
+
+
+def test_a_hang_up_right_after_a_prompt_from_a_worker_waits_for_its_last_frames(switch, wire, engine, applications, clock):
+    """
+    A worker reports a prompt done 60 ms early (so the next one follows
+    without a gap): the BYE waits for those frames.
+    """
+    _, session, finish = goodbye_from_a_worker(switch, wire, engine, applications, clock)
+    finish.callback(None)
+    assert wire.take() == [] and not session.closed
+    clock.advance(0.04)
+    assert wire.take() == []
+    clock.advance(0.02)
+    [bye] = wire.take()
+    assert bye.method == "BYE" and session.closed
+
+
+def test_the_caller_hanging_up_while_the_last_frames_go_out_ends_the_call_once(switch, wire, engine, applications, clock):
+    phone, session, finish = goodbye_from_a_worker(switch, wire, engine, applications, clock)
     finish.callback(None)
     send(switch, phone.in_dialog("BYE"))
     assert statuses(wire.take()) == [200]
