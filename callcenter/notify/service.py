@@ -46,6 +46,7 @@ def sms_sender(config, reactor, max_segments):
         reactor, _endpoint(reactor, config.smsc, 2775), config.system_id, config.password_env.value,
         config.system_type, source_addr=config.source_addr, source_addr_ton=config.source_addr_ton,
         source_addr_npi=config.source_addr_npi, window=config.window, max_segments=max(max_segments, 1),
+        link_timeout=config.link_timeout,
     )
 
 

@@ -26,6 +26,10 @@ class SMSConfig:
     source_addr_ton: int = setting(Integer(0, 6), 0, "TON of source_addr (5 alphanumeric, 3 network specific).")
     source_addr_npi: int = setting(Integer(0, 18), 0, "NPI of source_addr.")
     window: int = setting(Integer(1, 1000), 100, "submit_sm in flight at once.")
+    link_timeout: float = setting(
+        Number(1, 600), 30.0,
+        "Seconds a message waits for the SMPP link (the SMSC down) before the attempt counts as failed and waits for its retry.",
+    )
     rate: float = _rate()
 
 

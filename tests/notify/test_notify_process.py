@@ -127,7 +127,9 @@ def config(tmp_path, db_url, smsc, relay, terminal):
             "templates": str(ETC / "notify" / "templates"),
             "retry_first_seconds": 0.5,
             "retry_longest_seconds": 2.0,
-            "sms": {"smsc": f"127.0.0.1:{smsc.port}", "system_id": "broker", "password_env": "TEST_SMPP_PASSWORD"},
+            # The SMSC's outage is a few seconds here, not minutes.
+            "sms": {"smsc": f"127.0.0.1:{smsc.port}", "system_id": "broker", "password_env": "TEST_SMPP_PASSWORD",
+                    "link_timeout": 3.0},
             "email": {
                 "from_address": "notify@broker.example", "from_name": "演示证券",
                 "relays": [{"host": "127.0.0.1", "port": relay.port, "starttls": "off"}],
@@ -228,7 +230,7 @@ def test_the_smsc_down_and_back_every_message_arrives_once(tmp_path, db_url, dat
     smsc.kill()
     trade(port, "10010001", "135790", "sell")
     trade(port, "10010002", "246802", "buy")
-    # A send waits for the link (30 s) before it fails and is retried later.
+    # A send waits for the link (link_timeout) before it fails and is retried later.
     until(lambda: "attempt 1:" in _history_details(database), "a failed attempt")
     smsc.start()  # on the same port, its log appended to
     until(lambda: sms_texts(smsc, "8613800138001") and sms_texts(smsc, "8613800138002"), "both SMS")
