@@ -37,6 +37,12 @@ def test_alaw_decode_reference_values(code, value):
     assert samples(g711.alaw_to_linear(bytes([code]))) == (value,)
 
 
+@pytest.mark.parametrize("encode", [g711._ulaw_encode, g711._alaw_encode])
+def test_the_encode_tables_built_from_runs_hold_each_samples_code(encode):
+    expected = tuple(encode(index - 0x10000 if index & 0x8000 else index) for index in range(0x10000))
+    assert g711._encode_table(encode) == expected
+
+
 def test_silence():
     assert g711.linear_to_ulaw(pcm(0, 0)) == bytes([g711.ULAW_SILENCE] * 2) == b"\xff\xff"
     assert g711.linear_to_alaw(pcm(0, 0)) == bytes([g711.ALAW_SILENCE] * 2) == b"\xd5\xd5"
