@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from postgres import PostgresServer, create_database
+from postgres import PostgresServer, copy_database, create_database
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 PLUGIN_PATH = os.path.join(TESTS, "plugin_path")
@@ -85,11 +85,33 @@ def db_url(backend, postgres_admin_url, tmp_path):
     return f"sqlite:///{tmp_path}/callcenter.sqlite"
 
 
+@pytest.fixture(scope="session")
+def schema_database(backend, postgres_admin_url, tmp_path_factory):
+    """
+    A database with the schema and nothing else, made once: the databases
+    of L{database} and L{running_store} start as copies of it.  Creating
+    the schema takes ~0.3 s on PostgreSQL and ~0.1 s on SQLite, for each
+    of hundreds of tests; the migrations themselves are tested on new
+    databases (test_store, test_cli).
+    """
+    from callcenter.store.database import Database
+
+    if backend == "postgresql":
+        url = create_database(postgres_admin_url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('schema')}/schema.sqlite"
+    db = Database(url)
+    db.open()
+    db.close()
+    return url
+
+
 @pytest.fixture
-def database(db_url):
+def database(db_url, schema_database):
     """An opened L{Database} (schema created) on a new database."""
     from callcenter.store.database import Database
 
+    copy_database(schema_database, db_url)
     db = Database(db_url)
     db.open()
     try:
@@ -99,7 +121,7 @@ def database(db_url):
 
 
 @pytest.fixture
-def running_store(db_url):
+def running_store(db_url, schema_database):
     """A started L{StoreService} on a new database (the reactor's threads run its work)."""
     import pytest_twisted
     from twisted.internet import reactor
@@ -108,6 +130,7 @@ def running_store(db_url):
     from callcenter.metrics import Metrics
     from callcenter.store.service import StoreService
 
+    copy_database(schema_database, db_url)
     service = StoreService(StorageConfig(url=db_url), reactor, Metrics())
     service.privilegedStartService()
     service.startService()
