@@ -372,12 +372,16 @@ class _Error:
 def ms_chap_error(request, reason):
     """
     The callable making the MS-CHAP-Error of the Access-Reject of
-    C{request} for C{reason} (a key of L{MS_CHAP_ERRORS}): "E=691 R=0"
-    (no retry: the NAS would need a new challenge), and for version 2 a
-    new challenge, the version and a message (RFC 2759 §6).
+    C{request} for C{reason} (a key of L{MS_CHAP_ERRORS}): "E=691 R=0",
+    and for version 2 a new challenge, the version and a message (RFC 2759
+    §6).  A version 2 client may retry a wrong password (R=1: Windows asks
+    again), answering the new challenge, which the NAS sends in its next
+    Access-Request; each try counts towards the lockout.  Version 1's
+    retry (RFC 2433) would need the NAS to derive the challenge: none.
     """
     code = MS_CHAP_ERRORS.get(reason, 691)
-    text = f"E={code} R=0"
-    if request.method == MSCHAPV2:
+    version_2 = request.method == MSCHAPV2
+    text = f"E={code} R={int(version_2 and code == 691)}"
+    if version_2:
         text += f" C={os.urandom(16).hex().upper()} V=3 M={_ERROR_MESSAGES[code]}"
     return _Error(bytes((request.chap_id or 0,)) + text.encode("ascii"))

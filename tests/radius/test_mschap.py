@@ -258,8 +258,9 @@ def test_a_wrong_password_is_rejected_with_691_and_counts_towards_the_lock(setti
     decisions = [setting.decide(setting.request(password="wrong-pass", version=version)) for _ in range(3)]
     assert [d.reason for d in decisions] == ["bad_password", "bad_password", "locked"]
     [error] = answered(decisions[0])[m.MS_CHAP_ERROR]
-    assert error.startswith(b"\x07E=691 R=0")
     if version == 2:
+        # Retry allowed, on the new challenge.
+        assert error.startswith(b"\x07E=691 R=1 C=")
         assert b" V=3 M=Authentication failed" in error and len(error.split(b" C=")[1].split()[0]) == 32
     else:
         assert error == b"\x07E=691 R=0"
@@ -271,7 +272,7 @@ def test_a_wrong_password_is_rejected_with_691_and_counts_towards_the_lock(setti
 def test_an_unknown_user_is_told_what_a_wrong_password_is(setting):
     decision = setting.decide(setting.request(username="nobody"))
     assert decision.reason == "bad_password"
-    assert answered(decision)[m.MS_CHAP_ERROR][0].startswith(b"\x07E=691 R=0")
+    assert answered(decision)[m.MS_CHAP_ERROR][0].startswith(b"\x07E=691 R=1 C=")
 
 
 def test_disabled_quota_and_simultaneous_use_are_the_policys_decisions(setting):

@@ -243,12 +243,13 @@ def freeradius(tmp_path_factory):
         log.close()
 
 
-def v2_request(user, password, ident=0x4A, mangle=False):
+def v2_request(user, password, ident=0x4A, mangle=False, challenge=None):
     """
     An MS-CHAPv2 Access-Request as a NAS sends it, signed: (datagram, pyrad
-    packet, NT-Response); with C{mangle}, one bit of the response flipped.
+    packet, NT-Response); with C{mangle}, one bit of the response flipped;
+    C{challenge}, the authenticator challenge (else a new one).
     """
-    authenticator_challenge, peer_challenge = os.urandom(16), os.urandom(16)
+    authenticator_challenge, peer_challenge = challenge or os.urandom(16), os.urandom(16)
     nt_response = m.generate_nt_response(authenticator_challenge, peer_challenge, user.encode(), password)
     if mangle:
         nt_response = bytes([nt_response[0] ^ 0x80]) + nt_response[1:]
@@ -341,11 +342,25 @@ def test_ms_chap_v2_unknown_disabled_and_mangled(server):
         reply = decoded(request, (yield threads.deferToThread(exchange, server.port, datagram)))
         assert reply.code == AccessReject, case
         answers[case] = one(reply, "MS-CHAP-Error")[1:].split(" C=")[0]
-    assert answers == {"unknown": "E=691 R=0", "disabled": "E=647 R=0", "no CHAP secret": "E=649 R=0"}
+    assert answers == {"unknown": "E=691 R=1", "disabled": "E=647 R=0", "no CHAP secret": "E=649 R=0"}
     # A response with one bit flipped: a wrong password.
     datagram, request, _ = v2_request("zhang", PASSWORD, mangle=True)
     reply = decoded(request, (yield threads.deferToThread(exchange, server.port, datagram)))
-    assert reply.code == AccessReject and one(reply, "MS-CHAP-Error")[1:].startswith("E=691 R=0")
+    assert reply.code == AccessReject and one(reply, "MS-CHAP-Error")[1:].startswith("E=691 R=1")
+
+
+@pytest_twisted.inlineCallbacks
+def test_ms_chap_v2_a_wrong_password_may_be_retried_on_the_new_challenge(server):
+    """RFC 2759 §6: R=1 and C, the challenge the client answers; the NAS sends it in its next request."""
+    datagram, request, _ = v2_request("zhang", "wrong-password", ident=0x10)
+    reply = decoded(request, (yield threads.deferToThread(exchange, server.port, datagram)))
+    error = one(reply, "MS-CHAP-Error")
+    assert reply.code == AccessReject and error[1:].startswith("E=691 R=1 C=")
+    challenge = bytes.fromhex(error.split(" C=")[1].split()[0])
+    datagram, request, _ = v2_request("zhang", PASSWORD, ident=0x11, challenge=challenge)
+    reply = decoded(request, (yield threads.deferToThread(exchange, server.port, datagram)))
+    assert reply.code == AccessAccept
+    assert server.database.transaction(accounts.account, "zhang").failed_logins == 0
 
 
 @pytest_twisted.inlineCallbacks
@@ -356,7 +371,7 @@ def test_ms_chap_v2_replayed_from_another_port_is_refused(server):
     # The same datagram again from a new socket: not a retransmission (another source port, RFC 5080
     # §2.2.2), so not answered from the duplicate cache: a replay of an accepted response.
     again = decoded(request, (yield threads.deferToThread(exchange, server.port, datagram)))
-    assert again.code == AccessReject and one(again, "MS-CHAP-Error")[1:].startswith("E=691 R=0")
+    assert again.code == AccessReject and one(again, "MS-CHAP-Error")[1:].startswith("E=691 R=1")
     assert server.database.transaction(accounts.account, "zhang").failed_logins == 0
 
 

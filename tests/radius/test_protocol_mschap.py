@@ -107,7 +107,7 @@ def test_a_wrong_response_gets_ms_chap_error(server):
     reply, _ = answer(server, pkt, datagram)
     assert reply.code == radius.AccessReject
     [error] = reply["MS-CHAP-Error"]
-    assert error.startswith("\tE=691 R=0 C=") and error.endswith(" V=3 M=Authentication failed")
+    assert error.startswith("\tE=691 R=1 C=") and error.endswith(" V=3 M=Authentication failed")
     assert reply["Reply-Message"] == ["Wrong user name or password."]
 
 
