@@ -5,7 +5,7 @@ ways: the telephony issue's concurrency target (at least 500 calls on this
 within 20 ms +- 5; the product's goal is 1,000).
 
     .venv/bin/python bench/concurrent_calls.py [--calls 250 500 750 1000] [--rate 50]
-        [--window 5] [--profile 10 --profile-at 500] [--media-workers N]
+        [--window 5] [--profile 10 --profile-at 500] [--media-workers N [--media-worker-nice -10]]
 
 For each size N a fresh server is started and SIPp calls the tone-test
 number (9197) N times at --rate calls/s.  The server plays the tone (1 kHz,
@@ -108,7 +108,7 @@ def run_size(calls, args, children, scratch):
     write_scenario(scenario, hold)
 
     result = {"calls": calls, "hold": hold}
-    workers = {"media_workers": args.media_workers} if args.media_workers else {}
+    workers = {"media_workers": args.media_workers, "media_worker_nice": args.media_worker_nice} if args.media_workers else {}
     with server_for_sipp(directory, routes={TONE_NUMBER: "tone", DTMF_NUMBER: "dtmf"}, **workers) as server:
         idle, rss_idle = measure_idle(server, args)
         result.update(idle)
@@ -232,6 +232,8 @@ def main():
                         help="DTMF-test calls made on top of the load after the window (0: none)")
     parser.add_argument("--media-workers", type=int, default=0,
                         help="media worker processes ([telephony] media_workers; 0: media in the server)")
+    parser.add_argument("--media-worker-nice", type=int, default=0,
+                        help="their priority ([telephony] media_worker_nice, -20 to 0)")
     add_machine_options(parser, keep_profile_help="copy py-spy's raw output here ({n}: the size)")
     args = parser.parse_args()
     check_options(parser, args, why_root="tcpdump captures, SIPp's play_pcap_audio (DTMF calls) uses a raw socket")

@@ -347,10 +347,11 @@ class MediaWorkers:
 
     log = Logger()
 
-    def __init__(self, reactor, clock, engine, count):
+    def __init__(self, reactor, clock, engine, count, nice=0):
         self.reactor = reactor
         self.clock = clock
         self.engine = engine
+        self.nice = nice
         self.workers = [MediaWorker(self, index) for index in range(count)]
         self.running = False
         self._numbers = itertools.count(1)
@@ -376,6 +377,7 @@ class MediaWorkers:
             "inactivity_timeout": engine.inactivity_timeout,
             "jitter_depth": engine.jitter_depth,
             "inband_dtmf": engine.inband_dtmf,
+            "nice": self.nice,
         }
 
     def start(self):

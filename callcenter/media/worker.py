@@ -40,6 +40,7 @@ SESSION_STATS_BATCH = 150
 # A play is reported done this many frames before its end (see _Player).
 PLAY_LEAD = 3
 
+_log = Logger()
 
 class WorkerEngine(MediaEngine):
     """A L{MediaEngine} whose sessions come as sockets bound elsewhere."""
@@ -365,6 +366,17 @@ def _log_line(event):
     return f"{name} {text}".replace("\n", " ") + "\n"
 
 
+def _set_priority(nice):
+    if not nice:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as e:
+        _log.warn("cannot take priority {nice} ({why}): running at the default", nice=nice, why=e.strerror)
+    else:
+        _log.info("running at priority {nice}", nice=nice)
+
+
 def main(argv):
     import signal
 
@@ -381,6 +393,7 @@ def main(argv):
             pass
 
     globalLogBeginner.beginLoggingTo([observe], redirectStandardIO=False)
+    _set_priority(options.get("nice", 0))
     # The server's Ctrl-C reaches its whole process group: the server, not
     # the signal, decides when a worker stops (after its calls' BYEs).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -232,6 +232,13 @@ class TelephonyConfig:
         "process holds about 500 calls: give one per core).  0 keeps all media in the server process, "
         "as do calls that come while no worker is ready.",
     )
+    media_worker_nice: int = setting(
+        Integer(-20, 0),
+        0,
+        "Scheduling priority (nice) of the media workers: below 0 they get a core before other work when "
+        "the machine is busy, as Asterisk's -p does.  Needs root or CAP_SYS_NICE (systemd: LimitNICE=); "
+        "without, the workers log it and run at 0.",
+    )
     trunks: tuple = setting(
         TrunkList(),
         (),

@@ -90,7 +90,9 @@ class TelephonyService(MultiService):
         if not config.media_workers:
             media_for = None
         else:
-            self.media_workers = MediaWorkers(context.reactor, clock, self.media, config.media_workers)
+            self.media_workers = MediaWorkers(
+                context.reactor, clock, self.media, config.media_workers, nice=config.media_worker_nice
+            )
             in_worker = {APPLICATIONS[target] for target in WORKER_TARGETS}
 
             def media_for(application):

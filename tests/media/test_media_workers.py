@@ -355,6 +355,22 @@ def test_stop_closes_the_sessions_and_the_workers_exit():
 
 
 @pytest_twisted.inlineCallbacks
+def test_workers_take_the_priority_they_are_given_when_allowed():
+    """[telephony] media_worker_nice: as root (make test runs as root), the workers run at it; else at 0."""
+    engine = MediaEngine(reactor, reactor, port_range=ports())
+    pool = MediaWorkers(reactor, reactor, engine, 1, nice=-3)
+    engine.start()
+    pool.start()
+    try:
+        yield within(pool.when_ready(), "the worker")
+        [worker] = pool.workers
+        expected = -3 if os.geteuid() == 0 else 0
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == expected
+    finally:
+        yield within(defer.gatherResults([pool.stop(), engine.stop()]), "stop")
+
+
+@pytest_twisted.inlineCallbacks
 def test_ports_run_out_as_with_the_engine():
     engine = MediaEngine(reactor, reactor, port_range=ports(2))
     pool = MediaWorkers(reactor, reactor, engine, 1)

@@ -52,12 +52,12 @@ CLOSED = r"media worker (\d): session {session} on port (\d+) closed: (\d+) RTP 
 
 @pytest.fixture
 def start_server(start_server):
-    """conftest's, with media_workers = 2, started once both workers are ready."""
+    """conftest's, with media_workers = 2 at priority -2, started once both workers are ready."""
 
     servers = []
 
     def start(extra_tables=None, **telephony):
-        started = start_server(extra_tables, **{"media_workers": 2, **telephony})
+        started = start_server(extra_tables, **{"media_workers": 2, "media_worker_nice": -2, **telephony})
         for index in range(2):
             started.process.wait_for(rf"media worker {index} \(pid \d+\) ready")
         servers.append(started)
@@ -93,6 +93,9 @@ def closed(server, session):
 def test_tone_echo_and_dtmf_calls_have_their_audio_in_the_workers(tmp_path, server):
     workers = telephony(server)["media"]["workers"]
     assert [(w["index"], w["up"]) for w in workers] == [(0, True), (1, True)]
+    # [telephony] media_worker_nice reached them (make test runs as root).
+    expected = -2 if os.geteuid() == 0 else 0
+    assert [os.getpriority(os.PRIO_PROCESS, w["pid"]) for w in workers] == [expected, expected]
 
     # The tone test for 3 s, SIPp sending every packet back: both ways.
     assert sipp(tmp_path, server.udp, "builtin:uac", "-s", "9197", "-d", "3000", "-rtp_echo") == 0
