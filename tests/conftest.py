@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from postgres import PostgresServer, copy_database, create_database
+from postgres import PostgresServer, copy_database, create_database, drop_database
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 PLUGIN_PATH = os.path.join(TESTS, "plugin_path")
@@ -80,9 +80,14 @@ def postgres_admin_url(backend):
 @pytest.fixture
 def db_url(backend, postgres_admin_url, tmp_path):
     """A URL of a new, empty database on the chosen backend."""
-    if backend == "postgresql":
-        return create_database(postgres_admin_url)
-    return f"sqlite:///{tmp_path}/callcenter.sqlite"
+    if backend != "postgresql":
+        yield f"sqlite:///{tmp_path}/callcenter.sqlite"
+        return
+    url = create_database(postgres_admin_url)
+    yield url
+    # Each is a copy of template1 (~7.5 MB): kept, a run's would fill
+    # gigabytes of /tmp and take a minute to remove at the end.
+    drop_database(postgres_admin_url, url)
 
 
 @pytest.fixture(scope="session")

@@ -141,6 +141,15 @@ def create_database(admin_url):
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
+def drop_database(admin_url, url):
+    """Drop the database at C{url}, closing what is still connected to it (a server the test killed)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def copy_database(source_url, target_url):
     """
     Make the database at C{target_url} a copy of C{source_url}'s, when the
