@@ -14,8 +14,6 @@ from twisted.logger import Logger
 from callcenter.media import commands
 from callcenter.media.recording import RecordingError
 
-FRAME_SECONDS = 0.020
-
 _EMPTY_STATS = {
     "packets_sent": 0,
     "packets_received": 0,
@@ -90,7 +88,9 @@ class RemoteSession:
         if play is not None and play[0] == number:
             self._play = None
             if result:
-                self._sounding_until = self.worker.workers.clock.seconds() + frames_left * FRAME_SECONDS
+                workers = self.worker.workers
+                # A frame a tick of the worker's engine, which ticks as the server's.
+                self._sounding_until = workers.clock.seconds() + frames_left * workers.engine.tick
             play[1].callback(result)
 
     def tail(self):

@@ -42,6 +42,7 @@ PLAY_LEAD = 3
 
 _log = Logger()
 
+
 class WorkerEngine(MediaEngine):
     """A L{MediaEngine} whose sessions come as sockets bound elsewhere."""
 

@@ -374,8 +374,11 @@ class Calls:
         self._by_transaction.pop(id(call._transaction), None)
 
     def hangup_all(self, reason="shutdown"):
-        for call in list(self._by_dialog.values()):
+        """Hang up every call; fires once each has ended (a BYE right after a prompt waits for its last frames)."""
+        calls = list(self._by_dialog.values())
+        for call in calls:
             call.hangup(reason)
+        return defer.gatherResults([call.ended for call in calls])
 
 
 def run(application, channel):

@@ -239,9 +239,9 @@ class TelephonyService(MultiService):
     def stopService(self):
         # Calls end with a BYE rather than with silence, and trunks
         # un-REGISTER, while the listeners are still there for the answers.
-        self.calls.hangup_all("shutdown")
+        ended = self.calls.hangup_all("shutdown")
         trunks = defer.gatherResults([defer.maybeDeferred(trunk.stopService) for trunk in self.trunks])
-        d = trunks.addBoth(lambda _: super(TelephonyService, self).stopService())
+        d = defer.gatherResults([ended, trunks]).addBoth(lambda _: super(TelephonyService, self).stopService())
 
         def listeners_stopped(result):
             stopping = [self.media.stop(), self.location.flushed()]

@@ -129,7 +129,7 @@ def test_a_session_knows_how_long_its_last_prompt_still_sounds():
     """Server side, on a clock: the report's frames left, at 20 ms each, until another play starts."""
     clock = Clock()
     worker = SimpleNamespace(
-        workers=SimpleNamespace(clock=clock, prompt_key=lambda frames: "prompt"),
+        workers=SimpleNamespace(clock=clock, engine=SimpleNamespace(tick=0.020), prompt_key=lambda frames: "prompt"),
         play=lambda *args: None, tell=lambda *args, **kwargs: None,
     )
     session = RemoteSession(worker, 1, 30000)

@@ -664,3 +664,19 @@ def test_the_caller_hanging_up_while_the_last_frames_go_out_ends_the_call_once(s
     assert wire.take() == []
     _, calls = switch
     assert len(calls) == 0
+
+
+def test_hanging_up_every_call_at_shutdown_fires_once_each_bye_has_gone(switch, wire, engine, applications, clock):
+    """The service stops its listeners after this fires: a BYE waiting for a prompt's last frames still goes."""
+    _, calls = switch
+    goodbye_from_a_worker(switch, wire, engine, applications, clock)
+    ended = calls.hangup_all("shutdown")
+    assert wire.take() == [] and not ended.called
+    clock.advance(0.06)
+    assert statuses(wire.take()) == ["BYE"]
+    assert ended.called and len(calls) == 0
+
+
+def test_hanging_up_no_calls_fires_at_once(switch):
+    _, calls = switch
+    assert calls.hangup_all("shutdown").called
